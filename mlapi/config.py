@@ -1,0 +1,206 @@
+"""Settings read from ``MLAPI_*`` environment variables, strictly.
+
+Every value is parsed once, at start-up; a junk value stops the process with a
+one-line message naming the variable (12-factor: config lives in the environment).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from limits import parse_many
+
+ENVIRONMENTS = ("development", "production")
+TIERS = ("free", "pro", "enterprise")
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+MIN_SECRET_BYTES = 32
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+_T = TypeVar("_T")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    secret_key: str = DEV_SECRET_KEY
+    database_url: str | None = None
+    redis_url: str | None = None
+    model_dir: Path = Path("models")
+    devices: tuple[str, ...] = ("auto",)
+    tier_limits: Mapping[str, str] = field(
+        default_factory=lambda: {"free": "10/minute", "pro": "100/minute", "enterprise": "1000/minute"}
+    )
+    anon_limit: str = "30/minute"
+    login_limit: str = "5/minute"
+    max_batch_size: int = 32
+    max_batch_delay_ms: float = 5.0
+    cors_origins: tuple[str, ...] = ()
+    proxy_hops: int = 0
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    access_token_minutes: int = 30
+    refresh_token_days: int = 7
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    threads: int = 4
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+class _Reader:
+    """Reads one variable at a time and names it in every error."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def get(self, name: str, default: _T, parse: Callable[[str], _T]) -> _T:
+        raw = self.environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{name}={raw!r}: {exc}") from None
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _limit(raw: str) -> str:
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ValueError("expected a rate limit such as '30/minute'") from None
+    return raw
+
+
+def _tier_limits(raw: str) -> dict[str, str]:
+    limits = dict(Settings().tier_limits)
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        tier, sep, limit = part.partition("=")
+        if not sep or tier.strip() not in TIERS:
+            raise ValueError(f"expected 'tier=limit' pairs with tiers {', '.join(TIERS)}")
+        limits[tier.strip()] = _limit(limit.strip())
+    return limits
+
+
+def _devices(raw: str) -> tuple[str, ...]:
+    devices = tuple(d.strip() for d in raw.split(",") if d.strip())
+    if devices == ("auto",):
+        return devices
+    pattern = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+    bad = [d for d in devices if not pattern.match(d)]
+    if not devices or bad:
+        raise ValueError("expected 'auto' or a list such as 'cuda:0,cuda:1' or 'cpu'")
+    return devices
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    if origins == ("*",):
+        return origins
+    bad = [o for o in origins if not _ORIGIN.match(o)]
+    if bad:
+        raise ValueError(f"not an origin (scheme://host[:port]) or '*': {bad[0]}")
+    return origins
+
+
+def _bind(raw: str) -> str:
+    if raw.startswith("unix:") or re.match(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$", raw):
+        return raw
+    raise ValueError("expected host:port or unix:/path")
+
+
+def _url(raw: str) -> str:
+    if "://" not in raw:
+        raise ValueError("expected a URL such as scheme://host/name")
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse the environment (``os.environ`` by default) into validated settings."""
+    read = _Reader(os.environ if environ is None else environ)
+    env = read.get("MLAPI_ENV", "development", _choice(ENVIRONMENTS))
+    settings = Settings(
+        env=env,
+        secret_key=read.get("MLAPI_SECRET_KEY", DEV_SECRET_KEY, str),
+        database_url=read.get("MLAPI_DATABASE_URL", None, _url),
+        redis_url=read.get("MLAPI_REDIS_URL", None, _url),
+        model_dir=read.get("MLAPI_MODEL_DIR", Path("models"), Path),
+        devices=read.get("MLAPI_DEVICES", ("auto",), _devices),
+        tier_limits=read.get("MLAPI_TIER_LIMITS", Settings().tier_limits, _tier_limits),
+        anon_limit=read.get("MLAPI_ANON_LIMIT", "30/minute", _limit),
+        login_limit=read.get("MLAPI_LOGIN_LIMIT", "5/minute", _limit),
+        max_batch_size=read.get("MLAPI_MAX_BATCH_SIZE", 32, _int_between(1, 1024)),
+        max_batch_delay_ms=read.get("MLAPI_MAX_BATCH_DELAY_MS", 5.0, _float_between(0, 1000)),
+        cors_origins=read.get("MLAPI_CORS_ORIGINS", (), _origins),
+        proxy_hops=read.get("MLAPI_PROXY_HOPS", 0, _int_between(0, 10)),
+        max_body_bytes=read.get("MLAPI_MAX_BODY_BYTES", 1024 * 1024, _int_between(1024, 1 << 30)),
+        log_level=read.get("MLAPI_LOG_LEVEL", "INFO", _choice(("DEBUG", "INFO", "WARNING", "ERROR"))),
+        access_token_minutes=read.get("MLAPI_ACCESS_TOKEN_MINUTES", 30, _int_between(1, 24 * 60)),
+        refresh_token_days=read.get("MLAPI_REFRESH_TOKEN_DAYS", 7, _int_between(1, 365)),
+        bind=read.get("MLAPI_BIND", "127.0.0.1:8000", _bind),
+        workers=read.get("MLAPI_WORKERS", 2, _int_between(1, 256)),
+        threads=read.get("MLAPI_THREADS", 4, _int_between(1, 256)),
+    )
+    _check_production(settings)
+    return settings
+
+
+def _check_production(settings: Settings) -> None:
+    if not settings.production:
+        return
+    if settings.secret_key == DEV_SECRET_KEY:
+        raise ConfigError("MLAPI_SECRET_KEY: production mode needs a secret of its own, not the default")
+    if len(settings.secret_key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"MLAPI_SECRET_KEY: production mode needs at least {MIN_SECRET_BYTES} bytes")
+
+
+def resolve_settings(config: Settings | Mapping[str, Any] | None) -> Settings:
+    """Settings from an object, or from ``os.environ`` overlaid with a mapping of overrides."""
+    if isinstance(config, Settings):
+        return config
+    overrides = {k: str(v) for k, v in (config or {}).items()}
+    return load_settings({**os.environ, **overrides})

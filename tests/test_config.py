@@ -1,0 +1,78 @@
+import pytest
+
+from mlapi.config import DEV_SECRET_KEY, ConfigError, load_settings
+
+STRONG_SECRET = "x" * 32
+
+
+def test_defaults_follow_the_design_notes():
+    settings = load_settings({})
+    assert settings.env == "development"
+    assert settings.bind == "127.0.0.1:8000"
+    assert (settings.workers, settings.threads) == (2, 4)
+    assert settings.tier_limits == {"free": "10/minute", "pro": "100/minute", "enterprise": "1000/minute"}
+    assert (settings.anon_limit, settings.login_limit) == ("30/minute", "5/minute")
+    assert (settings.max_batch_size, settings.max_batch_delay_ms) == (32, 5.0)
+    assert settings.cors_origins == ()
+    assert settings.proxy_hops == 0
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.devices == ("auto",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MLAPI_WORKERS", "abc"),
+        ("MLAPI_WORKERS", "0"),
+        ("MLAPI_THREADS", "2.5"),
+        ("MLAPI_ENV", "prod"),
+        ("MLAPI_BIND", "localhost"),
+        ("MLAPI_PROXY_HOPS", "-1"),
+        ("MLAPI_MAX_BATCH_DELAY_MS", "soon"),
+        ("MLAPI_TIER_LIMITS", "gold=5/minute"),
+        ("MLAPI_TIER_LIMITS", "free=lots"),
+        ("MLAPI_ANON_LIMIT", "30 per fortnight"),
+        ("MLAPI_CORS_ORIGINS", "example.com"),
+        ("MLAPI_DEVICES", "tpu:0"),
+        ("MLAPI_DATABASE_URL", "mlapi.db"),
+        ("MLAPI_LOG_LEVEL", "chatty"),
+    ],
+)
+def test_junk_values_are_refused_naming_the_variable(name, value):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({name: value})
+    message = str(caught.value)
+    assert message.startswith(f"{name}=")
+    assert "\n" not in message
+
+
+def test_values_are_parsed():
+    settings = load_settings(
+        {
+            "MLAPI_WORKERS": "3",
+            "MLAPI_TIER_LIMITS": "free=2/second; enterprise=5000/hour",
+            "MLAPI_CORS_ORIGINS": "https://app.example.com, http://localhost:3000/",
+            "MLAPI_DEVICES": "cuda:0,cuda:1",
+            "MLAPI_BIND": "0.0.0.0:9000",
+        }
+    )
+    assert settings.workers == 3
+    assert settings.tier_limits == {"free": "2/second", "pro": "100/minute", "enterprise": "5000/hour"}
+    assert settings.cors_origins == ("https://app.example.com", "http://localhost:3000")
+    assert settings.devices == ("cuda:0", "cuda:1")
+    assert settings.bind == "0.0.0.0:9000"
+
+
+@pytest.mark.parametrize("secret", [None, DEV_SECRET_KEY, "short-secret", "y" * 31])
+def test_production_refuses_default_or_short_secrets(secret):
+    environ = {"MLAPI_ENV": "production"}
+    if secret is not None:
+        environ["MLAPI_SECRET_KEY"] = secret
+    with pytest.raises(ConfigError, match="MLAPI_SECRET_KEY"):
+        load_settings(environ)
+
+
+def test_production_accepts_a_strong_secret():
+    settings = load_settings({"MLAPI_ENV": "production", "MLAPI_SECRET_KEY": STRONG_SECRET})
+    assert settings.production
+    assert settings.secret_key == STRONG_SECRET
