@@ -1,0 +1,44 @@
+"""Alembic environment: runs on the connection that ``mlapi db`` hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, create_engine
+
+import mlapi.store.models  # noqa: F401 (registers every table on the metadata)
+from mlapi.config import load_settings
+from mlapi.store.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+MIGRATION_OPTIONS = {
+    "target_metadata": target_metadata,
+    "compare_type": True,
+    # SQLite cannot ALTER most things: batch mode copies the table instead.
+    "render_as_batch": True,
+}
+
+
+def _database_url() -> str:
+    url = load_settings().database_url
+    if url is None:
+        raise SystemExit("set MLAPI_DATABASE_URL, or run migrations with `mlapi db upgrade`")
+    return url
+
+
+def _run(connection: Connection) -> None:
+    context.configure(connection=connection, **MIGRATION_OPTIONS)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    context.configure(url=_database_url(), literal_binds=True, **MIGRATION_OPTIONS)
+    with context.begin_transaction():
+        context.run_migrations()
+elif (shared := config.attributes.get("connection")) is not None:
+    _run(shared)
+else:  # a plain `alembic` invocation
+    with create_engine(_database_url()).begin() as own_connection:
+        _run(own_connection)

@@ -1,0 +1,35 @@
+"""The ``mlapi`` admin command: a Flask CLI group (``flask --app wsgi`` gives the same commands)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from mlapi.config import ConfigError
+
+
+def register_commands(app: Flask) -> None:
+    from mlapi.commands import db
+
+    app.cli.add_command(db.group)
+
+
+def _create_app() -> Flask:
+    from mlapi.app import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False, load_dotenv=False)
+def cli() -> None:
+    """Administer mlapi: database migrations, users and API keys."""
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="mlapi")
+    except ConfigError as exc:
+        sys.exit(f"mlapi: configuration error: {exc}")

@@ -1,0 +1,1 @@
+"""Admin CLI command groups, each registered on the app by ``mlapi.cli``."""
