@@ -1,0 +1,87 @@
+"""The application factory: a short list of ``register_*`` steps, nothing heavy at import."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from mlapi import __version__, docs, errors, health, readiness, request_context
+from mlapi.cli import register_commands
+from mlapi.config import Settings, resolve_settings
+from mlapi.extensions import api, cors, db
+from mlapi.logs import configure_logging
+from mlapi.openapi import OPENAPI_CONFIG
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, overlaid with ``config`` (``MLAPI_*`` names)."""
+    settings = resolve_settings(config)
+    app = Flask("mlapi", instance_relative_config=True)
+    configure(app, settings)
+    configure_logging(settings.log_level)
+    request_context.init_app(app)
+    register_extensions(app, settings)
+    register_blueprints(app)
+    errors.register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        MLAPI_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        API_TITLE="mlapi",
+        API_VERSION=__version__,
+        **OPENAPI_CONFIG,
+    )
+    if settings.proxy_hops:
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+
+
+def default_database_url(app: Flask) -> str:
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{instance / 'mlapi.db'}"
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    db.bind(settings.database_url or default_database_url(app))
+    app.teardown_appcontext(lambda _exc: db.session.remove())
+    readiness.register_check(app, "database", db.ping)
+    if settings.redis_url:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        app.extensions["mlapi_redis"] = client
+        readiness.register_check(app, "redis", client.ping)
+    if settings.cors_origins:
+        cors.init_app(
+            app,
+            origins=list(settings.cors_origins),
+            # Clients authenticate with headers, never cookies: credentials stay off, so a
+            # wildcard origin can never be combined with them.
+            supports_credentials=False,
+            send_wildcard=settings.cors_origins == ("*",),
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+            ],
+            max_age=600,
+        )
+    api.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(docs.blp)
+    api.register_blueprint(health.blp)

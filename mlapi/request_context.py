@@ -1,0 +1,57 @@
+"""Per-request plumbing: request IDs, the body limit, security headers and the access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Echo only IDs that are safe in logs and headers: bounded, no spaces or control characters.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}$")
+
+access_log = logging.getLogger("mlapi.access")
+
+
+def incoming_request_id(value: str | None) -> str:
+    if value and _SANE_REQUEST_ID.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def _begin_request() -> None:
+    g.request_started = time.perf_counter()
+    g.request_id = incoming_request_id(request.headers.get(REQUEST_ID_HEADER))
+
+
+def _enforce_body_limit() -> None:
+    # Werkzeug enforces MAX_CONTENT_LENGTH only when a view reads the body; refuse early for all.
+    limit = request.max_content_length
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id") or incoming_request_id(None)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    started = g.get("request_started")
+    latency_ms = round((time.perf_counter() - started) * 1000, 3) if started is not None else None
+    fields = {"status": response.status_code, "latency_ms": latency_ms}
+    fields.update(g.get("access_log_fields", {}))
+    access_log.info("%s %s %s", request.method, request.path, response.status_code, extra=fields)
+    return response
+
+
+def add_access_log_fields(**fields: object) -> None:
+    """Attach fields (account, model, ...) to this request's access-log line."""
+    g.setdefault("access_log_fields", {}).update(fields)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_begin_request)
+    app.before_request(_enforce_body_limit)
+    app.after_request(_finish_request)
