@@ -30,6 +30,7 @@ dev: $(VENV)/.dev-installed
 
 run: install
 	$(BIN)/mlapi db upgrade
+	$(BIN)/mlapi bootstrap
 	exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: dev

@@ -7,13 +7,21 @@ from sqlalchemy import Connection, create_engine
 
 import mlapi.store.models  # noqa: F401 (registers every table on the metadata)
 from mlapi.config import load_settings
-from mlapi.store.models import Base
+from mlapi.store.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
 
+def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Write the store's column types as plain SQLAlchemy types, so migrations never import app code."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 MIGRATION_OPTIONS = {
     "target_metadata": target_metadata,
+    "render_item": render_item,
     "compare_type": True,
     # SQLite cannot ALTER most things: batch mode copies the table instead.
     "render_as_batch": True,

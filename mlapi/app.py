@@ -10,7 +10,7 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mlapi import __version__, docs, errors, health, readiness, request_context
+from mlapi import __version__, admin, api_keys, auth, docs, errors, health, readiness, request_context, tokens, users
 from mlapi.cli import register_commands
 from mlapi.config import Settings, resolve_settings
 from mlapi.extensions import api, cors, db
@@ -21,7 +21,7 @@ from mlapi.openapi import OPENAPI_CONFIG
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment, overlaid with ``config`` (``MLAPI_*`` names)."""
     settings = resolve_settings(config)
-    app = Flask("mlapi", instance_relative_config=True)
+    app = Flask("mlapi", instance_relative_config=True, static_folder=None)
     configure(app, settings)
     configure_logging(settings.log_level)
     request_context.init_app(app)
@@ -80,8 +80,10 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             max_age=600,
         )
     api.init_app(app)
+    auth.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(docs.blp)
-    api.register_blueprint(health.blp)
+    for blueprint in (health.blp, tokens.blp, users.blp, api_keys.blp, admin.blp):
+        api.register_blueprint(blueprint)

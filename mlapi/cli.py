@@ -12,9 +12,10 @@ from mlapi.config import ConfigError
 
 
 def register_commands(app: Flask) -> None:
-    from mlapi.commands import db
+    from mlapi.commands import bootstrap, db, keys, users
 
-    app.cli.add_command(db.group)
+    for command in (db.group, users.group, keys.group, bootstrap.bootstrap):
+        app.cli.add_command(command)
 
 
 def _create_app() -> Flask:

@@ -16,6 +16,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from mlapi.store.errors import Conflict, InvalidValue, NotFound, StoreError
+
 logger = logging.getLogger("mlapi.errors")
 
 # Headers of the exception that describe the error body, not the response: ours is JSON.
@@ -134,6 +136,14 @@ def handle_unexpected_exception(exc: Exception) -> ResponseReturnValue:
     return handle_http_exception(InternalServerError("An internal error occurred; it has been logged."))
 
 
+_STORE_STATUS = {NotFound: 404, Conflict: 409, InvalidValue: 422}
+
+
+def handle_store_error(exc: StoreError) -> ResponseReturnValue:
+    return error_response(_STORE_STATUS.get(type(exc), 400), str(exc))
+
+
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(StoreError, handle_store_error)
     app.register_error_handler(Exception, handle_unexpected_exception)

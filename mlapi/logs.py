@@ -8,8 +8,8 @@ import sys
 from flask import g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
-LOG_FORMAT = "%(levelname)s %(name)s %(message)s"
-RENAMED_FIELDS = {"levelname": "level", "name": "logger"}
+LOG_FORMAT = "%(levelname)s %(name)s %(process)d %(message)s"
+RENAMED_FIELDS = {"levelname": "level", "name": "logger", "process": "pid"}
 
 
 class RequestContextFilter(logging.Filter):

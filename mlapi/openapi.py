@@ -54,5 +54,23 @@ def _unsupported(expected: str, got: str) -> NoReturn:
     raise APIError(415, f"Expected a body of type {expected}, got {got or 'none'}.")
 
 
+class ErrorSchema(ma.Schema):
+    """The one error envelope (see mlapi.errors)."""
+
+    error = ma.fields.String(required=True, metadata={"example": "not_found"})
+    detail = ma.fields.String(required=True)
+    status_code = ma.fields.Integer(required=True)
+    request_id = ma.fields.String(required=True)
+    timestamp = ma.fields.DateTime(required=True)
+    errors = ma.fields.Dict(metadata={"description": "Messages per field (validation errors only)."})
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self) -> None:
+        """Errors are rendered by mlapi.errors, for every blueprint alike."""
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictContentTypeParser()

@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, after_this_request, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -49,6 +49,16 @@ def _finish_request(response: Response) -> Response:
 def add_access_log_fields(**fields: object) -> None:
     """Attach fields (account, model, ...) to this request's access-log line."""
     g.setdefault("access_log_fields", {}).update(fields)
+
+
+def no_store() -> None:
+    """Keep this response (it carries credentials) out of every cache."""
+
+    @after_this_request
+    def _no_store(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        return response
 
 
 def init_app(app: Flask) -> None:

@@ -4,13 +4,28 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import text
 
 from mlapi import create_app
+from mlapi.commands.db import upgrade_database
 from mlapi.extensions import db
+from mlapi.store import passwords
 from mlapi.store.models import Base
+from tests.factories import Factory
 from tests.services import fresh_postgres_database
+
+# Cheap argon2 parameters, for tests only: production uses argon2-cffi's RFC 9106 defaults.
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing() -> Iterator[None]:
+    passwords.use_hasher(TEST_HASHER)
+    yield
+    passwords.use_hasher(PasswordHasher())
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +51,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # noqa: ANN0
     return request.getfixturevalue("postgres_url")
 
 
-def make_test_app(database_url: str, **overrides: str) -> Flask:
+def make_test_app(database_url: str, *, migrate: bool = True, **overrides: str) -> Flask:
+    """An app on an empty database (emptied first), migrated to head by the real migrations."""
     app = create_app({"MLAPI_DATABASE_URL": database_url, **overrides})
     app.config["TESTING"] = True
     Base.metadata.drop_all(db.engine)
-    Base.metadata.create_all(db.engine)
+    with db.engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    if migrate:
+        upgrade_database()
     return app
 
 
@@ -49,6 +68,24 @@ def app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
     app = make_test_app(f"sqlite:///{tmp_path / 'mlapi.db'}")
     yield app
     db.dispose()
+
+
+@pytest.fixture
+def db_app(database_url: str) -> Iterator[Flask]:
+    """Like ``app``, once on SQLite and once on the PostgreSQL server."""
+    app = make_test_app(database_url)
+    yield app
+    db.dispose()
+
+
+@pytest.fixture
+def factory(app: Flask) -> Factory:
+    return Factory(app)
+
+
+@pytest.fixture
+def db_factory(db_app: Flask) -> Factory:
+    return Factory(db_app)
 
 
 @pytest.fixture

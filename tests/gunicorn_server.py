@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ class GunicornServer:
         self.log_path = log_path
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("MLAPI_") or k.startswith("MLAPI_TEST_")},
+            "PYTHONUNBUFFERED": "1",  # log lines reach the file as they happen
             "MLAPI_BIND": f"127.0.0.1:{self.port}",
             "MLAPI_WORKERS": str(workers),
             "MLAPI_THREADS": str(threads),
@@ -58,6 +60,12 @@ class GunicornServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+    def access_log(self) -> list[dict]:
+        """The app's access-log lines so far, parsed."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        entries = [json.loads(line) for line in lines if line.startswith("{")]
+        return [entry for entry in entries if entry.get("logger") == "mlapi.access"]
 
     def worker_pids(self) -> set[int]:
         assert self.process is not None

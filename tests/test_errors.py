@@ -13,11 +13,11 @@ from mlapi.openapi import Blueprint
 ENVELOPE_KEYS = {"error", "detail", "status_code", "request_id", "timestamp"}
 
 
-class EchoSchema(ma.Schema):
+class ProbeEchoSchema(ma.Schema):
     text = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=10))
 
 
-class LoginForm(ma.Schema):
+class ProbeFormSchema(ma.Schema):
     username = ma.fields.String(required=True)
 
 
@@ -27,12 +27,12 @@ def app(app: Flask) -> Flask:
     probe = Blueprint("probe", __name__, url_prefix="/probe")
 
     @probe.route("/echo", methods=["POST"])
-    @probe.arguments(EchoSchema)
+    @probe.arguments(ProbeEchoSchema)
     def echo(body):
         return body
 
     @probe.route("/form", methods=["POST"])
-    @probe.arguments(LoginForm, location="form")
+    @probe.arguments(ProbeFormSchema, location="form")
     def form(body):
         return body
 

@@ -1,0 +1,171 @@
+"""One authentication path: a JWT or an API key resolves to one account with a tier.
+
+``Authorization: Bearer <access JWT>``, ``X-API-Key: <key>``, or an API key as
+``Authorization: Bearer mlapi_...`` (so OpenAI-style clients work). Every lookup goes to
+the database, so a revoked key or token, a disabled user or a tier change applies to
+every worker and every instance on the next request.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from flask import Flask, g, request
+from flask_jwt_extended import get_current_user, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError, UserLookupError, WrongTokenError
+from jwt import ExpiredSignatureError, PyJWTError
+
+from mlapi.errors import APIError
+from mlapi.extensions import api, db, jwt
+from mlapi.openapi import Blueprint
+from mlapi.request_context import add_access_log_fields
+from mlapi.store.api_keys import check_api_key, looks_like_api_key
+from mlapi.store.models import User
+from mlapi.store.tokens import is_token_revoked
+
+SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+_KEY_FAILURES = {
+    "unknown_key": "The API key is not valid.",
+    "revoked_key": "The API key has been revoked.",
+    "expired_key": "The API key has expired.",
+    "disabled_user": "The account is disabled.",
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who is calling: the same shape whichever credential was presented."""
+
+    id: int
+    username: str
+    tier: str
+    is_admin: bool
+    api_key_id: int | None = None
+
+    @classmethod
+    def of(cls, user: User, api_key_id: int | None = None) -> Account:
+        return cls(user.id, user.username, user.tier, user.is_admin, api_key_id)
+
+
+def current_account() -> Account:
+    return g.account
+
+
+def unauthorized(reason: str, detail: str) -> APIError:
+    challenge = 'Bearer realm="mlapi"'
+    if reason.endswith("_token"):
+        challenge += f', error="invalid_token", error_description="{detail}"'
+    return APIError(401, detail, error=reason, headers={"WWW-Authenticate": challenge})
+
+
+def bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def resolve_account() -> Account:
+    """The caller's account, or a 401 naming what was wrong with the credentials."""
+    token = bearer_token()
+    key = request.headers.get("X-API-Key")
+    if key is None and token is not None and looks_like_api_key(token):
+        key = token
+    if key is not None:
+        outcome = check_api_key(db.session, key)
+        if outcome.user is None:
+            assert outcome.failure is not None
+            raise unauthorized(outcome.failure, _KEY_FAILURES[outcome.failure])
+        return Account.of(outcome.user, outcome.key.id if outcome.key else None)
+    if token is None:
+        raise unauthorized("missing_credentials", "Send 'Authorization: Bearer <token>' or 'X-API-Key: <key>'.")
+    return Account.of(verified_token_user())
+
+
+def verified_token_user(*, refresh: bool = False, verify_type: bool = True) -> User:
+    """Verify the bearer JWT (signature, algorithm, expiry, type, revocation) and load its user."""
+    try:
+        verify_jwt_in_request(refresh=refresh, verify_type=verify_type)
+        user = get_current_user()
+    except ExpiredSignatureError:
+        raise unauthorized("expired_token", "The token has expired.") from None
+    except RevokedTokenError:
+        raise unauthorized("revoked_token", "The token has been revoked.") from None
+    except WrongTokenError:
+        expected = "a refresh" if refresh else "an access"
+        raise unauthorized("wrong_token_type", f"This endpoint needs {expected} token.") from None
+    except UserLookupError:
+        raise unauthorized("unknown_user", "The token's account no longer exists.") from None
+    except (JWTExtendedException, PyJWTError):
+        raise unauthorized("invalid_token", "The token is malformed or its signature is invalid.") from None
+    if user.disabled:
+        raise unauthorized("disabled_user", _KEY_FAILURES["disabled_user"])
+    return user
+
+
+def requires_auth(blp: Blueprint, *, admin: bool = False) -> Callable[[_View], _View]:
+    """Require a valid credential (and the admin role), documenting it in the OpenAPI spec."""
+
+    def decorator(view: _View) -> _View:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.account = account = resolve_account()
+            add_access_log_fields(account_id=account.id, api_key_id=account.api_key_id, tier=account.tier)
+            if admin and not account.is_admin:
+                raise APIError(403, "This endpoint is for administrators.", error="forbidden")
+            return view(*args, **kwargs)
+
+        documented = blp.doc(security=SECURITY)(wrapper)
+        documented = blp.alt_response(401, description="Missing, invalid, expired or revoked credentials.")(
+            documented
+        )
+        if admin:
+            documented = blp.alt_response(403, description="The account is not an administrator.")(documented)
+        return documented  # type: ignore[return-value]
+
+    return decorator
+
+
+def init_app(app: Flask) -> None:
+    settings = app.config["MLAPI_SETTINGS"]
+    app.config.update(
+        JWT_SECRET_KEY=settings.secret_key,
+        # Pinned: a token signed with any other algorithm (or "none") is refused.
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.access_token_minutes),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=settings.refresh_token_days),
+    )
+    jwt.init_app(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT, or an mlapi_ API key"}
+    )
+    api.spec.components.security_scheme("apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+
+
+@jwt.user_identity_loader
+def _identity(user: User) -> str:
+    return str(user.id)
+
+
+@jwt.additional_claims_loader
+def _claims(user: User) -> dict[str, str]:
+    return {"tier": user.tier, "username": user.username}
+
+
+@jwt.user_lookup_loader
+def _load_user(_header: dict, payload: dict) -> User | None:
+    try:
+        return db.session.get(User, int(payload["sub"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(_header: dict, payload: dict) -> bool:
+    return is_token_revoked(db.session, payload["jti"])

@@ -1,0 +1,49 @@
+"""``mlapi keys``: API keys on behalf of a user."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from mlapi.commands import store_errors_reported
+from mlapi.extensions import db
+from mlapi.store import accounts, api_keys
+
+group = AppGroup("keys", help="Create, list and revoke API keys.")
+
+
+def _date(value) -> str:  # noqa: ANN001 (datetime or None)
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+@group.command("create")
+@click.argument("username")
+@click.option("--label", default="cli", show_default=True)
+@click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None)
+def create(username: str, label: str, expires_in_days: int | None) -> None:
+    """Create a key for USERNAME and print it (once: only its hash is kept)."""
+    with store_errors_reported():
+        owner = accounts.get_user(db.session, username)
+        record, key = api_keys.create_api_key(db.session, owner, label, expires_in_days)
+    click.echo(key)
+    click.echo(f"key id {record.id}, label {record.label!r}, expires {_date(record.expires_at)}", err=True)
+
+
+@group.command("list")
+@click.argument("username")
+def list_(username: str) -> None:
+    """List USERNAME's keys (id, prefix, label, created, expires, last used, revoked)."""
+    with store_errors_reported():
+        owner = accounts.get_user(db.session, username)
+    for k in api_keys.list_api_keys(db.session, owner):
+        dates = "\t".join(_date(d) for d in (k.created_at, k.expires_at, k.last_used_at, k.revoked_at))
+        click.echo(f"{k.id}\t{k.prefix}…\t{k.label}\t{dates}")
+
+
+@group.command("revoke")
+@click.argument("key_id", type=int)
+def revoke(key_id: int) -> None:
+    """Revoke key KEY_ID, for every worker and host at once."""
+    with store_errors_reported():
+        api_keys.revoke_api_key(db.session, key_id)
+    click.echo(f"key {key_id} revoked")

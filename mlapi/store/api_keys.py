@@ -1,0 +1,88 @@
+"""API-key services: keys are shown once at creation and stored only as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlapi.store.errors import NotFound
+from mlapi.store.models import ApiKey, User, utcnow
+
+KEY_PREFIX = "mlapi_"
+KEY_RANDOM_BYTES = 32
+DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 6
+# Writing last_used_at on every request would turn each read into a write; once a minute is plenty.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def looks_like_api_key(value: str) -> bool:
+    return value.startswith(KEY_PREFIX)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(
+    session: Session, owner: User, label: str, expires_in_days: int | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for ``owner``: the record and the key itself, which is never retrievable again."""
+    key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+    now = utcnow()
+    record = ApiKey(
+        owner=owner,
+        label=label,
+        prefix=key[:DISPLAY_PREFIX_LENGTH],
+        key_hash=hash_key(key),
+        created_at=now,
+        expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    session.add(record)
+    session.commit()
+    return record, key
+
+
+def list_api_keys(session: Session, owner: User) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).where(ApiKey.user_id == owner.id).order_by(ApiKey.id)))
+
+
+def revoke_api_key(session: Session, key_id: int, owner: User | None = None) -> ApiKey:
+    """Revoke a key (of ``owner`` only, when given). Revoking twice is harmless."""
+    record = session.get(ApiKey, key_id)
+    if record is None or (owner is not None and record.user_id != owner.id):
+        raise NotFound(f"no API key {key_id}" + (f" of user {owner.username!r}" if owner else ""))
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+        session.commit()
+    return record
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """The outcome of presenting a key: its owner, or why it was refused."""
+
+    user: User | None
+    key: ApiKey | None
+    failure: str | None  # unknown_key, revoked_key, expired_key, disabled_user
+
+
+def check_api_key(session: Session, key: str, now: datetime | None = None) -> KeyCheck:
+    now = now or utcnow()
+    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if record is None:
+        return KeyCheck(None, None, "unknown_key")
+    if record.revoked_at is not None:
+        return KeyCheck(None, record, "revoked_key")
+    if record.expires_at is not None and record.expires_at <= now:
+        return KeyCheck(None, record, "expired_key")
+    if record.owner.disabled:
+        return KeyCheck(None, record, "disabled_user")
+    if record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION:
+        record.last_used_at = now
+        session.commit()
+    return KeyCheck(record.owner, record, None)

@@ -1,0 +1,17 @@
+"""Failures of store operations, mapped to HTTP statuses by the web layer and to exit codes by the CLI."""
+
+
+class StoreError(Exception):
+    """Base class: the message is safe to show to the caller."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    pass
+
+
+class InvalidValue(StoreError):
+    pass

@@ -1,0 +1,116 @@
+"""The admin CLI, through Flask's CLI runner."""
+
+import pytest
+
+from mlapi.extensions import db
+from mlapi.store import accounts
+
+
+def invoke(runner, *args, input=None):  # noqa: A002 (click's name)
+    return runner.invoke(args=list(args), input=input)
+
+
+def test_users_create_list_and_administer(runner, client):
+    result = invoke(runner, "users", "create", "carol", "--password", "a good password", "--tier", "pro", "--admin")
+    assert result.exit_code == 0, result.output
+    assert "created user carol" in result.output and "admin" in result.output
+    assert "carol\tpro\tadmin" in invoke(runner, "users", "list").output
+
+    assert invoke(runner, "users", "set-tier", "carol", "enterprise").exit_code == 0
+    assert accounts.get_user(db.session, "carol").tier == "enterprise"
+
+    assert invoke(runner, "users", "disable", "carol").exit_code == 0
+    db.session.expire_all()
+    assert accounts.get_user(db.session, "carol").disabled
+    login = client.post("/v1/token", data={"username": "carol", "password": "a good password"})
+    assert login.status_code == 401
+    assert invoke(runner, "users", "enable", "carol").exit_code == 0
+    assert client.post("/v1/token", data={"username": "carol", "password": "a good password"}).status_code == 200
+
+
+def test_users_create_prompts_for_a_confirmed_password(runner):
+    result = invoke(runner, "users", "create", "dave", input="hidden pass 1\nhidden pass 1\n")
+    assert result.exit_code == 0, result.output
+    assert "hidden pass 1" not in result.output
+    assert accounts.authenticate(db.session, "dave", "hidden pass 1") is not None
+
+
+def test_users_create_refuses_a_mismatched_confirmation(runner):
+    result = invoke(runner, "users", "create", "eve", input="one password\nanother one\n")
+    assert result.exit_code != 0
+    assert accounts.find_user(db.session, "eve") is None
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("users", "set-tier", "ghost", "pro"), "no user 'ghost'"),
+        (("users", "disable", "ghost"), "no user 'ghost'"),
+        (("users", "enable", "ghost"), "no user 'ghost'"),
+        (("keys", "create", "ghost"), "no user 'ghost'"),
+        (("keys", "list", "ghost"), "no user 'ghost'"),
+        (("keys", "revoke", "4242"), "no API key 4242"),
+    ],
+)
+def test_unknown_targets_fail_in_one_line(runner, args, message):
+    result = invoke(runner, *args)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: {message}"]
+
+
+def test_duplicate_user_fails_and_writes_nothing(runner):
+    invoke(runner, "users", "create", "frank", "--password", "first password")
+    result = invoke(runner, "users", "create", "frank", "--password", "second password", "--tier", "pro")
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: user 'frank' already exists"
+    users, total = accounts.list_users(db.session)
+    assert total == 1
+    assert accounts.authenticate(db.session, "frank", "first password").tier == "free"
+
+
+def test_bad_tier_is_refused(runner):
+    assert invoke(runner, "users", "create", "gina", "--password", "pw pw pw pw", "--tier", "gold").exit_code == 2
+    assert accounts.find_user(db.session, "gina") is None
+    invoke(runner, "users", "create", "gina", "--password", "pw pw pw pw")
+    assert invoke(runner, "users", "set-tier", "gina", "gold").exit_code == 2
+
+
+def test_keys_create_list_revoke(runner, client):
+    invoke(runner, "users", "create", "hank", "--password", "pw pw pw pw")
+    result = invoke(runner, "keys", "create", "hank", "--label", "deploy", "--expires-in-days", "10")
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[0]
+    assert key.startswith("mlapi_")
+    assert client.get("/v1/users/me", headers={"X-API-Key": key}).get_json()["username"] == "hank"
+
+    listing = invoke(runner, "keys", "list", "hank").output
+    assert "deploy" in listing and key[:12] in listing and key not in listing
+    key_id = listing.split("\t")[0]
+    assert invoke(runner, "keys", "revoke", key_id).exit_code == 0
+    assert client.get("/v1/users/me", headers={"X-API-Key": key}).status_code == 401
+
+
+def test_bootstrap_creates_the_demo_user_once(runner, client):
+    first = invoke(runner, "bootstrap")
+    assert first.exit_code == 0 and "created development user demo_user" in first.output
+    assert invoke(runner, "bootstrap").exit_code == 0
+    assert accounts.list_users(db.session)[1] == 1
+    login = client.post("/v1/token", data={"username": "demo_user", "password": "demo_password"})
+    assert login.status_code == 200
+    me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {login.get_json()['access_token']}"})
+    assert me.get_json()["tier"] == "pro"
+
+
+def test_bootstrap_is_refused_in_production(tmp_path):
+    from tests.conftest import make_test_app
+
+    app = make_test_app(
+        f"sqlite:///{tmp_path / 'prod.db'}", MLAPI_ENV="production", MLAPI_SECRET_KEY="p" * 40
+    )
+    try:
+        result = app.test_cli_runner().invoke(args=["bootstrap"])
+        assert result.exit_code == 1
+        assert "refused in production" in result.output
+        assert accounts.find_user(db.session, "demo_user") is None
+    finally:
+        db.dispose()
