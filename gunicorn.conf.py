@@ -41,6 +41,7 @@ logconfig_dict = {
     "root": {"level": "WARNING", "handlers": ["json_stdout"]},
     "loggers": {
         "gunicorn.error": {"level": settings.log_level, "handlers": ["json_stdout"], "propagate": False},
-        "gunicorn.access": {"level": settings.log_level, "handlers": ["json_stdout"], "propagate": False},
+        # With a logconfig_dict Gunicorn writes access lines too; the app's own are richer: drop these.
+        "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
 }

@@ -10,7 +10,20 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mlapi import __version__, admin, api_keys, auth, docs, errors, health, readiness, request_context, tokens, users
+from mlapi import (
+    __version__,
+    admin,
+    api_keys,
+    auth,
+    docs,
+    errors,
+    health,
+    ratelimit,
+    readiness,
+    request_context,
+    tokens,
+    users,
+)
 from mlapi.cli import register_commands
 from mlapi.config import Settings, resolve_settings
 from mlapi.extensions import api, cors, db
@@ -81,6 +94,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         )
     api.init_app(app)
     auth.init_app(app)
+    ratelimit.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

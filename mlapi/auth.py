@@ -22,6 +22,7 @@ from jwt import ExpiredSignatureError, PyJWTError
 from mlapi.errors import APIError
 from mlapi.extensions import api, db, jwt
 from mlapi.openapi import Blueprint
+from mlapi.ratelimit import limit_by_account_or_ip
 from mlapi.request_context import add_access_log_fields
 from mlapi.store.api_keys import check_api_key, looks_like_api_key
 from mlapi.store.models import User
@@ -107,22 +108,40 @@ def verified_token_user(*, refresh: bool = False, verify_type: bool = True) -> U
     return user
 
 
-def requires_auth(blp: Blueprint, *, admin: bool = False) -> Callable[[_View], _View]:
-    """Require a valid credential (and the admin role), documenting it in the OpenAPI spec."""
+def requires_auth(
+    blp: Blueprint, *, admin: bool = False, cost: Callable[[], int] | None = None
+) -> Callable[[_View], _View]:
+    """Require a valid credential (and the admin role) under the caller's rate limit; documented.
+
+    The limit is checked before a credential failure is reported, so that failed attempts count
+    against the client's address like any other unauthenticated request.
+    """
 
     def decorator(view: _View) -> _View:
+        @limit_by_account_or_ip(cost)
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            g.account = account = resolve_account()
-            add_access_log_fields(account_id=account.id, api_key_id=account.api_key_id, tier=account.tier)
-            if admin and not account.is_admin:
+        def authorised(*args: Any, **kwargs: Any) -> Any:
+            if g.auth_error is not None:
+                raise g.auth_error
+            if admin and not g.account.is_admin:
                 raise APIError(403, "This endpoint is for administrators.", error="forbidden")
             return view(*args, **kwargs)
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                g.account, g.auth_error = resolve_account(), None
+            except APIError as exc:
+                g.account, g.auth_error = None, exc
+            else:
+                add_access_log_fields(account_id=g.account.id, api_key_id=g.account.api_key_id, tier=g.account.tier)
+            return authorised(*args, **kwargs)
 
         documented = blp.doc(security=SECURITY)(wrapper)
         documented = blp.alt_response(401, description="Missing, invalid, expired or revoked credentials.")(
             documented
         )
+        documented = blp.alt_response(429, description="Rate limit exceeded; see Retry-After.")(documented)
         if admin:
             documented = blp.alt_response(403, description="The account is not an administrator.")(documented)
         return documented  # type: ignore[return-value]

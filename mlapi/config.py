@@ -33,6 +33,7 @@ class Settings:
     secret_key: str = DEV_SECRET_KEY
     database_url: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = "mlapi"
     model_dir: Path = Path("models")
     devices: tuple[str, ...] = ("auto",)
     tier_limits: Mapping[str, str] = field(
@@ -153,6 +154,12 @@ def _bind(raw: str) -> str:
     raise ValueError("expected host:port or unix:/path")
 
 
+def _name(raw: str) -> str:
+    if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", raw):
+        raise ValueError("expected up to 64 letters, digits, '_', '.', ':' or '-'")
+    return raw
+
+
 def _url(raw: str) -> str:
     if "://" not in raw:
         raise ValueError("expected a URL such as scheme://host/name")
@@ -168,6 +175,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_key=read.get("MLAPI_SECRET_KEY", DEV_SECRET_KEY, str),
         database_url=read.get("MLAPI_DATABASE_URL", None, _url),
         redis_url=read.get("MLAPI_REDIS_URL", None, _url),
+        redis_prefix=read.get("MLAPI_REDIS_PREFIX", "mlapi", _name),
         model_dir=read.get("MLAPI_MODEL_DIR", Path("models"), Path),
         devices=read.get("MLAPI_DEVICES", ("auto",), _devices),
         tier_limits=read.get("MLAPI_TIER_LIMITS", Settings().tier_limits, _tier_limits),

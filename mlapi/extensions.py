@@ -2,6 +2,8 @@
 
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 from mlapi.openapi import Api
 from mlapi.store.database import Database
@@ -10,3 +12,5 @@ api = Api()
 cors = CORS()
 db = Database()
 jwt = JWTManager()
+# Storage, strategy and headers are configured per app in mlapi.ratelimit.init_app.
+limiter = Limiter(key_func=get_remote_address, in_memory_fallback_enabled=True)

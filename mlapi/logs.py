@@ -28,16 +28,20 @@ def json_formatter() -> JsonFormatter:
     return JsonFormatter(LOG_FORMAT, rename_fields=RENAMED_FIELDS, timestamp=True)
 
 
+# flask-limiter reports a Redis outage (fallback to memory) and its recovery at WARNING/INFO.
+LOGGERS = {"mlapi": None, "flask-limiter": "INFO"}
+
+
 def configure_logging(level: str) -> None:
-    """Route the ``mlapi`` loggers to stdout as JSON lines (idempotent)."""
-    root = logging.getLogger("mlapi")
-    root.setLevel(level)
-    root.propagate = False
-    for handler in list(root.handlers):
-        if getattr(handler, "mlapi_json", False):
-            root.removeHandler(handler)
+    """Route our loggers (and flask-limiter's) to stdout as JSON lines (idempotent)."""
     handler = logging.StreamHandler(sys.stdout)
     handler.mlapi_json = True  # type: ignore[attr-defined]
     handler.setFormatter(json_formatter())
     handler.addFilter(RequestContextFilter())
-    root.addHandler(handler)
+    for name, own_level in LOGGERS.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(own_level or level)
+        logger.propagate = False
+        for old in [h for h in logger.handlers if getattr(h, "mlapi_json", False)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)

@@ -11,6 +11,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token, get_jw
 from mlapi.auth import SECURITY, unauthorized, verified_token_user
 from mlapi.extensions import db
 from mlapi.openapi import Blueprint
+from mlapi.ratelimit import limit_by_account_or_ip, limit_logins
 from mlapi.request_context import no_store
 from mlapi.store import accounts
 from mlapi.store.models import User
@@ -50,6 +51,8 @@ def _access_token(user: User) -> dict:
 @blp.arguments(LoginFormSchema, location="form")
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, description="Incorrect username or password, or a disabled account.")
+@blp.alt_response(429, description="Too many logins for this username or from this address.")
+@limit_logins
 def login(form: dict) -> dict:
     """Exchange a username and password for an access token and a refresh token."""
     no_store()
@@ -66,6 +69,8 @@ def login(form: dict) -> dict:
 @blp.doc(security=[{"bearerAuth": []}])
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, description="Missing, invalid, expired or revoked refresh token.")
+@blp.alt_response(429, description="Too many requests from this address.")
+@limit_by_account_or_ip()
 def refresh() -> dict:
     """A new access token, for the refresh token sent as ``Authorization: Bearer``."""
     no_store()
@@ -76,6 +81,8 @@ def refresh() -> dict:
 @blp.doc(security=SECURITY[:1])
 @blp.response(204)
 @blp.alt_response(401, description="Missing, invalid, expired or already revoked token.")
+@blp.alt_response(429, description="Too many requests from this address.")
+@limit_by_account_or_ip()
 def revoke() -> None:
     """Revoke the token (access or refresh) sent as ``Authorization: Bearer``, for every worker at once."""
     verified_token_user(verify_type=False)

@@ -45,7 +45,9 @@ def test_a_revoked_key_is_refused_by_every_worker(tmp_path):
         factory = Factory(app)
         record, key = factory.api_key(factory.user("gus", tier="pro"))
         db.dispose()
-        with GunicornServer(tmp_path / "gunicorn.log", {"MLAPI_DATABASE_URL": url}, workers=2) as server:
+        # Quotas out of the way: this test is about revocation, not limits.
+        env = {"MLAPI_DATABASE_URL": url, "MLAPI_TIER_LIMITS": "pro=100000/minute", "MLAPI_ANON_LIMIT": "100000/minute"}
+        with GunicornServer(tmp_path / "gunicorn.log", env, workers=2) as server:
             assert set(fire_until_both_workers_answer(server, key, "before")) == {200}
 
             revoked = requests.delete(f"{server.url}/v1/api-keys/{record.id}", headers={"X-API-Key": key}, timeout=10)

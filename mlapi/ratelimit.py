@@ -1,0 +1,135 @@
+"""Tiered rate limits shared by every worker and instance (flask-limiter, Redis when configured).
+
+- Accounts: one quota per account (``MLAPI_TIER_LIMITS`` by tier), shared by every limited
+  endpoint and every key and token of the account; a request of N items costs N.
+- Requests without valid credentials: ``MLAPI_ANON_LIMIT`` per client IP.
+- ``POST /v1/token``: ``MLAPI_LOGIN_LIMIT`` per username and, separately, per client IP.
+
+Strategy: moving window. It counts exactly the hits of the last window, so a client never
+gets twice its quota across a window boundary (fixed window does) and the limit is exact
+rather than approximated (sliding-window counter); the price, one timestamp per hit in
+Redis, is bounded by the largest limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request
+from flask.typing import ResponseReturnValue
+from flask_limiter import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+
+from mlapi.errors import error_response
+from mlapi.extensions import limiter
+
+logger = logging.getLogger("mlapi.ratelimit")
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+def _key(*parts: object) -> str:
+    """A counter key, namespaced so that deployments (and test runs) sharing one Redis stay apart."""
+    return "/".join([current_app.config["MLAPI_SETTINGS"].redis_prefix, *map(str, parts)])
+
+
+def _account() -> Any:
+    return g.get("account")
+
+
+def _tier_limit() -> str:
+    account = _account()
+    settings = current_app.config["MLAPI_SETTINGS"]
+    # flask-limiter asks for the limit before it checks the exemption: answer even without an account.
+    return settings.tier_limits[account.tier] if account is not None else settings.anon_limit
+
+
+def _anonymous_limit() -> str:
+    return current_app.config["MLAPI_SETTINGS"].anon_limit
+
+
+def _login_limit() -> str:
+    return current_app.config["MLAPI_SETTINGS"].login_limit
+
+
+def _account_key() -> str:
+    return _key("account", _account().id)
+
+
+def _client_key() -> str:
+    return _key("ip", get_remote_address())
+
+
+def _login_username_key() -> str:
+    # Case-folded so that "Alice" and "alice" share one budget of guesses.
+    return _key("login-user", (request.form.get("username") or "-").casefold())
+
+
+def limit_by_account_or_ip(cost: Callable[[], int] | None = None) -> Callable[[_View], _View]:
+    """The account's tier quota when the caller is authenticated, else the per-IP quota.
+
+    Expects ``g.account`` to be set (or None) before the view runs (see mlapi.auth).
+    """
+
+    def decorator(view: _View) -> _View:
+        by_account = limiter.shared_limit(
+            _tier_limit,
+            scope="account",
+            key_func=_account_key,
+            cost=cost or 1,
+            exempt_when=lambda: _account() is None,
+            error_message=lambda: f"Rate limit of the {_account().tier} tier exceeded ({_tier_limit()}).",
+        )
+        by_ip = limiter.shared_limit(
+            _anonymous_limit,
+            scope="anonymous",
+            key_func=_client_key,
+            exempt_when=lambda: _account() is not None,
+            error_message=lambda: f"Rate limit for unauthenticated requests exceeded ({_anonymous_limit()}).",
+        )
+        return by_ip(by_account(view))  # type: ignore[return-value]
+
+    return decorator
+
+
+def limit_logins(view: _View) -> _View:
+    """Throttle password guessing: per username and per client IP."""
+    per_user = limiter.limit(
+        _login_limit,
+        scope="login-user",
+        key_func=_login_username_key,
+        error_message=lambda: f"Too many logins for this username ({_login_limit()}).",
+    )
+    per_ip = limiter.limit(
+        _login_limit,
+        scope="login-ip",
+        key_func=_client_key,
+        error_message=lambda: f"Too many logins from this address ({_login_limit()}).",
+    )
+    return per_ip(per_user(view))  # type: ignore[return-value]
+
+
+def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
+    # Retry-After and X-RateLimit-* are added by the limiter's after-request hook.
+    return error_response(429, exc.description or "Rate limit exceeded.", error="rate_limit_exceeded")
+
+
+def init_app(app: Flask) -> None:
+    settings = app.config["MLAPI_SETTINGS"]
+    app.config.update(
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        # A dead Redis must cost milliseconds, not a request timeout, before the fallback kicks in.
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+        if settings.redis_url
+        else {},
+        RATELIMIT_STRATEGY="moving-window",
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        # The fallback covers the request that notices the outage; requests racing it in other
+        # threads would otherwise raise. Swallowed errors are logged and the request is served.
+        RATELIMIT_SWALLOW_ERRORS=True,
+    )
+    limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, handle_rate_limit_exceeded)
+    if not settings.redis_url:
+        logger.info("rate limits are counted in memory, per worker (set MLAPI_REDIS_URL to share them)")

@@ -1,0 +1,168 @@
+"""Rate limits in one process (in-memory counters): tiers, sharing, costs, anonymous and login limits."""
+
+import pytest
+from flask import request
+
+from mlapi.auth import requires_auth
+from mlapi.extensions import api, db
+from mlapi.openapi import Blueprint
+from mlapi.store import accounts
+from tests.conftest import make_test_app
+from tests.factories import PASSWORD, Factory
+
+
+# Decorated once, at import, like every real view: limits are registered per view function.
+probe = Blueprint("cost_probe", __name__, url_prefix="/probe")
+
+
+@probe.route("/items", methods=["POST"])
+@requires_auth(probe, cost=lambda: len((request.get_json(silent=True) or {}).get("items", [])) or 1)
+def items():
+    return {"count": len(request.get_json()["items"])}
+
+
+def make_app(tmp_path, **settings):
+    app = make_test_app(f"sqlite:///{tmp_path / 'rl.db'}", **settings)
+    api.register_blueprint(probe)
+    return app
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = make_app(tmp_path, MLAPI_TIER_LIMITS="free=10/minute;pro=20/minute", MLAPI_ANON_LIMIT="3/minute")
+    yield app
+    db.dispose()
+
+
+def assert_429(response, limit, remaining=0):
+    assert response.status_code == 429
+    body = response.get_json()
+    assert body["error"] == "rate_limit_exceeded" and body["status_code"] == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.headers["X-RateLimit-Limit"] == str(limit)
+    assert response.headers["X-RateLimit-Remaining"] == str(remaining)
+    assert int(response.headers["X-RateLimit-Reset"]) > 0
+
+
+def test_free_tier_gets_exactly_its_limit_with_headers_on_every_response(client, factory):
+    headers = factory.key_headers(factory.user(tier="free"))
+    for used in range(1, 11):
+        response = client.get("/v1/users/me", headers=headers)
+        assert response.status_code == 200
+        assert response.headers["X-RateLimit-Limit"] == "10"
+        assert response.headers["X-RateLimit-Remaining"] == str(10 - used)
+    assert_429(client.get("/v1/users/me", headers=headers), 10)
+    assert "free tier" in client.get("/v1/users/me", headers=headers).get_json()["detail"]
+
+
+def test_one_quota_per_account_across_endpoints_keys_and_tokens(client, factory):
+    user = factory.user(tier="free")
+    credentials = [factory.key_headers(user), factory.key_headers(user), factory.token_headers(user)]
+    paths = ["/v1/users/me", "/v1/api-keys"]
+    for i in range(10):
+        response = client.get(paths[i % 2], headers=credentials[i % 3])
+        assert response.status_code == 200, i
+    for headers in credentials:
+        assert_429(client.get(paths[0], headers=headers), 10)
+        assert_429(client.get(paths[1], headers=headers), 10)
+
+
+def test_other_accounts_and_tiers_are_unaffected(client, factory):
+    free = factory.key_headers(factory.user(tier="free"))
+    for _ in range(11):
+        client.get("/v1/users/me", headers=free)
+    pro = factory.key_headers(factory.user(tier="pro"))
+    response = client.get("/v1/users/me", headers=pro)
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Limit"] == "20"
+
+
+def test_a_tier_change_applies_on_the_next_request(client, factory):
+    user = factory.user("upgrader", tier="free")
+    headers = factory.key_headers(user)
+    for _ in range(10):
+        client.get("/v1/users/me", headers=headers)
+    assert client.get("/v1/users/me", headers=headers).status_code == 429
+    accounts.update_user(db.session, "upgrader", tier="pro")
+    response = client.get("/v1/users/me", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Limit"] == "20"
+
+
+def test_a_request_of_n_items_costs_n(client, factory):
+    headers = factory.key_headers(factory.user(tier="free"))
+    response = client.post("/probe/items", json={"items": list(range(7))}, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Remaining"] == "3"
+    # 3 left, 4 asked: refused whole, and the 3 stay available.
+    assert_429(client.post("/probe/items", json={"items": list(range(4))}, headers=headers), 10, remaining=3)
+    assert client.post("/probe/items", json={"items": list(range(3))}, headers=headers).status_code == 200
+    assert client.get("/v1/users/me", headers=headers).status_code == 429
+
+
+def test_unauthenticated_requests_are_limited_per_ip(client):
+    for headers in ({}, {"X-API-Key": "mlapi_wrong"}, {"Authorization": "Bearer not-a-token"}):
+        response = client.get("/v1/users/me", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["X-RateLimit-Limit"] == "3"
+    assert_429(client.get("/v1/users/me"), 3)
+    assert client.get("/v1/users/me", environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 401
+
+
+def test_probes_and_docs_are_never_limited(client):
+    for _ in range(10):
+        for path in ("/health", "/ready", "/v1/openapi.json", "/v1/docs"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert "X-RateLimit-Limit" not in response.headers
+
+
+def test_login_is_throttled_per_username(tmp_path):
+    app = make_app(tmp_path, MLAPI_LOGIN_LIMIT="5/minute")
+    try:
+        Factory(app).user("victim")
+        client = app.test_client()
+        for i in range(5):
+            guess = client.post("/v1/token", data={"username": "victim", "password": f"guess {i}"},
+                                environ_base={"REMOTE_ADDR": f"10.0.1.{i}"})
+            assert guess.status_code == 401
+        right = client.post("/v1/token", data={"username": "Victim", "password": PASSWORD},
+                            environ_base={"REMOTE_ADDR": "10.0.2.1"})
+        assert_429(right, 5)
+        assert "username" in right.get_json()["detail"]
+    finally:
+        db.dispose()
+
+
+def test_login_is_throttled_per_ip(tmp_path):
+    app = make_app(tmp_path, MLAPI_LOGIN_LIMIT="5/minute")
+    try:
+        client = app.test_client()
+        for i in range(5):
+            assert client.post("/v1/token", data={"username": f"user{i}", "password": "x"}).status_code == 401
+        response = client.post("/v1/token", data={"username": "someone-else", "password": "x"})
+        assert_429(response, 5)
+        assert "address" in response.get_json()["detail"]
+    finally:
+        db.dispose()
+
+
+def test_forwarded_for_is_ignored_without_trusted_proxies(client):
+    for i in range(3):
+        client.get("/v1/users/me", headers={"X-Forwarded-For": f"198.51.100.{i}"})
+    assert client.get("/v1/users/me", headers={"X-Forwarded-For": "198.51.100.99"}).status_code == 429
+
+
+def test_forwarded_for_is_the_client_behind_one_trusted_proxy(tmp_path):
+    app = make_app(tmp_path, MLAPI_ANON_LIMIT="3/minute", MLAPI_PROXY_HOPS="1")
+    try:
+        client = app.test_client()
+        for _ in range(3):
+            client.get("/v1/users/me", headers={"X-Forwarded-For": "198.51.100.1"})
+        assert client.get("/v1/users/me", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 429
+        # A client that prepends a fake address is still counted by the address the proxy saw.
+        spoofed = client.get("/v1/users/me", headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.1"})
+        assert spoofed.status_code == 429
+        assert client.get("/v1/users/me", headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 401
+    finally:
+        db.dispose()
