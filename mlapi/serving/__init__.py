@@ -1,0 +1,1 @@
+"""The serving core: model store, handlers, registry and device slots. Knows nothing of HTTP."""

@@ -1,0 +1,83 @@
+"""Sentence encoding with a Hugging Face transformer: mean pooling over the attention mask, L2 norm.
+
+Encoders are cached per process by (weights, quantization, device), so that models sharing
+the same network (``sentiment`` 1.0 and ``minilm`` 1.0) share one loaded copy per worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+
+QUANTIZATIONS = (None, "dynamic-int8")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    vectors: torch.Tensor  # [n, dim], float32, L2-normalised, on the CPU
+    token_counts: list[int]
+
+
+class SentenceEncoder:
+    def __init__(self, weights: Path, device: str, quantization: str | None = None) -> None:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        self.weights = weights
+        self.quantization = quantization
+        self.tokenizer = AutoTokenizer.from_pretrained(weights)
+        model = AutoModel.from_pretrained(weights).eval()
+        if quantization == "dynamic-int8":
+            # int8 dynamic quantisation runs on CPU kernels (fbgemm/qnnpack) only.
+            device = "cpu"
+            model = _quantize_dynamic_int8(model)
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.dimensions = int(model.config.hidden_size)
+        self.max_length = min(int(self.tokenizer.model_max_length), int(model.config.max_position_embeddings))
+        # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], max_lengths: Sequence[int] | None = None) -> Encoded:
+        """Embed ``texts`` in one forward pass; each text truncated to its own ``max_lengths`` entry."""
+        limits = [min(m, self.max_length) for m in (max_lengths or [self.max_length] * len(texts))]
+        with self._tokenizer_lock:
+            batch = self._tokenize(list(texts), limits)
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            vectors = torch.nn.functional.normalize(pooled, dim=1).float().cpu()
+        return Encoded(vectors, batch["attention_mask"].sum(dim=1).tolist())
+
+    def _tokenize(self, texts: list[str], limits: list[int]) -> dict[str, torch.Tensor]:
+        if len(set(limits)) == 1:
+            return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=limits[0], return_tensors="pt"))
+        features = [
+            {key: value for key, value in self.tokenizer(text, truncation=True, max_length=limit).items()}
+            for text, limit in zip(texts, limits)
+        ]
+        return dict(self.tokenizer.pad(features, return_tensors="pt"))
+
+
+def _quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which has no faster CPU
+        # path for this model; the eager API still works in the pinned torch.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+@cache
+def load_encoder(weights: Path, device: str, quantization: str | None = None) -> SentenceEncoder:
+    return SentenceEncoder(weights, device, quantization)

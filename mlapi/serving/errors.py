@@ -1,0 +1,23 @@
+"""Failures of the serving core, mapped to HTTP statuses by the web layer."""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base class: the message is safe to show to the caller."""
+
+
+class ManifestError(ServingError):
+    """A manifest or its weights are broken; the message names the file."""
+
+
+class UnknownModel(ServingError, LookupError):
+    pass
+
+
+class UnsupportedTask(ServingError):
+    """The model exists but does not do what was asked (e.g. classification from an embedding model)."""
+
+
+class InvalidInput(ServingError, ValueError):
+    pass

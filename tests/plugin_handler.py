@@ -1,0 +1,44 @@
+"""A user's own model plugged in with a manifest and a small handler: a ``torch.export`` program.
+
+The "model" scores texts as short or long from their length; what matters here is the plumbing:
+the manifest names this class, the weights are a ``.pt2`` file beside it, and the registry loads,
+warms up and serves it like the built-in handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mlapi.serving.handlers import Handler
+from mlapi.serving.types import PredictInput, Prediction
+
+
+class LengthScorer(torch.nn.Module):
+    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
+        # logits for (short, long): longer texts lean "long" past 20 characters
+        return torch.stack([20.0 - lengths, lengths - 20.0], dim=1) / 5.0
+
+
+def export_length_scorer(path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(LengthScorer(), (torch.tensor([1.0, 2.0]),), dynamic_shapes={"lengths": {0: batch}})
+    torch.export.save(program, path)
+
+
+class ExportedLengthClassifier(Handler):
+    capabilities = frozenset({"predict"})
+
+    def load(self) -> None:
+        self.module = torch.export.load(self.manifest.weights_path()).module()
+
+    def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
+        lengths = torch.tensor([float(len(item.text)) for item in items])
+        probabilities = torch.softmax(self.module(lengths), dim=1).tolist()
+        labels = self.manifest.labels
+        return [
+            Prediction(labels[int(p[1] > p[0])], max(p), dict(zip(labels, p)))
+            for p in probabilities
+        ]
