@@ -21,6 +21,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY gunicorn.conf.py wsgi.py ./
 COPY migrations ./migrations
+COPY models ./models
 COPY deploy/docker-entrypoint.sh /usr/local/bin/mlapi-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -29,7 +30,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     MLAPI_ENV=production \
     MLAPI_BIND=0.0.0.0:8000 \
     MLAPI_DATABASE_URL=sqlite:////data/mlapi.db \
-    MLAPI_MIGRATIONS_DIR=/app/migrations
+    MLAPI_MIGRATIONS_DIR=/app/migrations \
+    MLAPI_MODEL_DIR=/app/models
 USER mlapi
 EXPOSE 8000
 VOLUME ["/data"]

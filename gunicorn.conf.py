@@ -1,15 +1,22 @@
 """Gunicorn settings, read from the ``MLAPI_*`` environment (see README, Configuration)."""
 
+import gc
+import os
 import sys
 
 from mlapi.config import ConfigError, load_settings
+from mlapi.serving.errors import ManifestError
+from mlapi.serving.store import ModelStore
 
 try:
-    # Validate every setting in the master, so that a junk value stops start-up once, clearly,
-    # instead of failing in each worker.
+    # Validate every setting and every model manifest in the master (no torch here), so that a
+    # junk value or a broken manifest stops start-up once, clearly, instead of in each worker.
     settings = load_settings()
-except ConfigError as exc:
-    print(f"mlapi: configuration error: {exc}", file=sys.stderr)
+    for manifest in ModelStore.open(settings.model_dir).all():
+        manifest.weights_path()
+except (ConfigError, ManifestError) as exc:
+    kind = "configuration" if isinstance(exc, ConfigError) else "model store"
+    print(f"mlapi: {kind} error: {exc}", file=sys.stderr)
     sys.exit(2)
 
 bind = [settings.bind]
@@ -45,3 +52,29 @@ logconfig_dict = {
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
 }
+
+
+# Device slots (DESIGN.md, Process model): each worker takes the lowest free slot k and runs its
+# models on devices[k % len(devices)]; a respawned worker takes the slot its predecessor freed.
+SLOT_ENV = "MLAPI_WORKER_SLOT"
+
+
+def lowest_free_slot(server) -> int:  # noqa: ANN001 (gunicorn's Arbiter)
+    taken = {getattr(worker, "mlapi_slot", None) for worker in server.WORKERS.values()}
+    return next(slot for slot in range(len(taken) + 1) if slot not in taken)
+
+
+def pre_fork(server, worker) -> None:  # noqa: ANN001 (master: the worker is not in WORKERS yet)
+    worker.mlapi_slot = lowest_free_slot(server)
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001 (in the worker, before the app loads)
+    os.environ[SLOT_ENV] = str(worker.mlapi_slot)
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker, after the app and models loaded)
+    # A full collection over torch and a model's objects costs ~140 ms (a p99 spike); the loaded
+    # models live for the whole process, so move them out of the collector's sight.
+    gc.collect()
+    gc.freeze()
+    worker.log.info("worker ready (slot %s)", worker.mlapi_slot)

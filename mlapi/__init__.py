@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 
-def create_app(config=None):  # noqa: ANN001, ANN201 (re-exported; typed in mlapi.app)
+def create_app(config=None, **kwargs):  # noqa: ANN001, ANN003, ANN201 (re-exported; typed in mlapi.app)
     from mlapi.app import create_app as _create_app
 
-    return _create_app(config)
+    return _create_app(config, **kwargs)

@@ -18,9 +18,12 @@ from mlapi import (
     docs,
     errors,
     health,
+    inference,
+    model_catalog,
     ratelimit,
     readiness,
     request_context,
+    runtime,
     tokens,
     users,
 )
@@ -31,14 +34,19 @@ from mlapi.logs import configure_logging
 from mlapi.openapi import OPENAPI_CONFIG
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
-    """Build the app from the environment, overlaid with ``config`` (``MLAPI_*`` names)."""
+def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_models: bool = True) -> Flask:
+    """Build the app from the environment, overlaid with ``config`` (``MLAPI_*`` names).
+
+    ``load_models=False`` (the admin CLI) skips loading the model weights.
+    """
     settings = resolve_settings(config)
     app = Flask("mlapi", instance_relative_config=True, static_folder=None)
     configure(app, settings)
     configure_logging(settings.log_level)
     request_context.init_app(app)
     register_extensions(app, settings)
+    if load_models:
+        runtime.init_app(app, settings)
     register_blueprints(app)
     errors.register_errorhandlers(app)
     register_commands(app)
@@ -99,5 +107,13 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(docs.blp)
-    for blueprint in (health.blp, tokens.blp, users.blp, api_keys.blp, admin.blp):
+    for blueprint in (
+        health.blp,
+        tokens.blp,
+        users.blp,
+        api_keys.blp,
+        admin.blp,
+        inference.blp,
+        model_catalog.blp,
+    ):
         api.register_blueprint(blueprint)

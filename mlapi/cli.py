@@ -12,16 +12,17 @@ from mlapi.config import ConfigError
 
 
 def register_commands(app: Flask) -> None:
-    from mlapi.commands import bootstrap, db, keys, users
+    from mlapi.commands import bootstrap, db, keys, models, users
 
-    for command in (db.group, users.group, keys.group, bootstrap.bootstrap):
+    for command in (db.group, users.group, keys.group, models.group, bootstrap.bootstrap):
         app.cli.add_command(command)
 
 
 def _create_app() -> Flask:
     from mlapi.app import create_app
 
-    return create_app()
+    # Admin commands never need the model weights in memory.
+    return create_app(load_models=False)
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False, load_dotenv=False)
@@ -34,3 +35,7 @@ def main() -> None:
         cli.main(prog_name="mlapi")
     except ConfigError as exc:
         sys.exit(f"mlapi: configuration error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,7 @@ class Settings:
     redis_prefix: str = "mlapi"
     model_dir: Path = Path("models")
     devices: tuple[str, ...] = ("auto",)
+    torch_threads: int = 0
     tier_limits: Mapping[str, str] = field(
         default_factory=lambda: {"free": "10/minute", "pro": "100/minute", "enterprise": "1000/minute"}
     )
@@ -178,6 +179,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_prefix=read.get("MLAPI_REDIS_PREFIX", "mlapi", _name),
         model_dir=read.get("MLAPI_MODEL_DIR", Path("models"), Path),
         devices=read.get("MLAPI_DEVICES", ("auto",), _devices),
+        torch_threads=read.get("MLAPI_TORCH_THREADS", 0, _int_between(0, 256)),
         tier_limits=read.get("MLAPI_TIER_LIMITS", Settings().tier_limits, _tier_limits),
         anon_limit=read.get("MLAPI_ANON_LIMIT", "30/minute", _limit),
         login_limit=read.get("MLAPI_LOGIN_LIMIT", "5/minute", _limit),

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask
 from mlapi.store.errors import Conflict, InvalidValue, NotFound, StoreError
 
 logger = logging.getLogger("mlapi.errors")
@@ -136,14 +137,26 @@ def handle_unexpected_exception(exc: Exception) -> ResponseReturnValue:
     return handle_http_exception(InternalServerError("An internal error occurred; it has been logged."))
 
 
-_STORE_STATUS = {NotFound: 404, Conflict: 409, InvalidValue: 422}
+# Failures of the store and the serving core, whose messages are safe to show.
+_DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None]] = {
+    NotFound: (404, None),
+    Conflict: (409, None),
+    InvalidValue: (422, "validation_error"),
+    UnknownModel: (404, "model_not_found"),
+    UnsupportedTask: (422, "unsupported_task"),
+    InvalidInput: (422, "validation_error"),
+}
 
 
-def handle_store_error(exc: StoreError) -> ResponseReturnValue:
-    return error_response(_STORE_STATUS.get(type(exc), 400), str(exc))
+def handle_domain_error(exc: StoreError | ServingError) -> ResponseReturnValue:
+    status, error = _DOMAIN_ERRORS.get(type(exc), (500, None))
+    if status >= 500:
+        return handle_unexpected_exception(exc)
+    return error_response(status, str(exc), error=error)
 
 
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(StoreError, handle_store_error)
+    app.register_error_handler(StoreError, handle_domain_error)
+    app.register_error_handler(ServingError, handle_domain_error)
     app.register_error_handler(Exception, handle_unexpected_exception)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -16,6 +17,9 @@ from mlapi.store import passwords
 from mlapi.store.models import Base
 from tests.factories import Factory
 from tests.services import fresh_postgres_database
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "models"
 
 # Cheap argon2 parameters, for tests only: production uses argon2-cffi's RFC 9106 defaults.
 TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
@@ -34,6 +38,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MLAPI_") and not name.startswith("MLAPI_TEST_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("MLAPI_MODEL_DIR", str(MODEL_DIR))
+    # Models are never downloaded at run time.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +58,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # noqa: ANN0
     return request.getfixturevalue("postgres_url")
 
 
-def make_test_app(database_url: str, *, migrate: bool = True, **overrides: str) -> Flask:
+def make_test_app(database_url: str, *, migrate: bool = True, load_models: bool = True, **overrides: str) -> Flask:
     """An app on an empty database (emptied first), migrated to head by the real migrations."""
-    app = create_app({"MLAPI_DATABASE_URL": database_url, **overrides})
+    app = create_app({"MLAPI_DATABASE_URL": database_url, **overrides}, load_models=load_models)
     app.config["TESTING"] = True
     Base.metadata.drop_all(db.engine)
     with db.engine.begin() as connection:

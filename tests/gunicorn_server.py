@@ -32,9 +32,10 @@ class GunicornServer:
             "MLAPI_THREADS": str(threads),
             **env,
         }
+        self.workers = workers
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> GunicornServer:
+    def start(self, timeout: float = 120) -> GunicornServer:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
@@ -49,11 +50,12 @@ class GunicornServer:
                 code = self.process.returncode
                 self.stop()
                 raise RuntimeError(f"gunicorn exited with {code}:\n{self.log()}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
-                    return self
-            except requests.RequestException:
-                pass
+            if self.ready_workers() >= self.workers:
+                try:
+                    if requests.get(f"{self.url}/health", timeout=1).ok:
+                        return self
+                except requests.RequestException:
+                    pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"gunicorn did not become healthy in {timeout}s:\n{self.log()}")
@@ -61,11 +63,17 @@ class GunicornServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 
+    def log_entries(self) -> list[dict]:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def ready_workers(self) -> int:
+        """Workers that have loaded their models (gunicorn.conf.py logs "worker ready" then)."""
+        return sum(1 for entry in self.log_entries() if entry.get("message", "").startswith("worker ready"))
+
     def access_log(self) -> list[dict]:
         """The app's access-log lines so far, parsed."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        entries = [json.loads(line) for line in lines if line.startswith("{")]
-        return [entry for entry in entries if entry.get("logger") == "mlapi.access"]
+        return [entry for entry in self.log_entries() if entry.get("logger") == "mlapi.access"]
 
     def worker_pids(self) -> set[int]:
         assert self.process is not None

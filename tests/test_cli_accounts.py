@@ -114,3 +114,25 @@ def test_bootstrap_is_refused_in_production(tmp_path):
         assert accounts.find_user(db.session, "demo_user") is None
     finally:
         db.dispose()
+
+
+def test_models_list_reads_the_store_without_loading_it(runner):
+    result = invoke(runner, "models", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [["minilm", "1.0*"], ["sentiment", "1.0 "], ["sentiment", "1.1*"]]
+
+
+def test_models_list_reports_a_broken_store_in_one_line(tmp_path):
+    from tests.conftest import make_test_app
+
+    broken = tmp_path / "models" / "x" / "1.0"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text('{"task": "embedding", "handler": "sentence-embedding", "weights": "gone"}')
+    app = make_test_app(f"sqlite:///{tmp_path / 'm.db'}", MLAPI_MODEL_DIR=str(tmp_path / "models"), load_models=False)
+    try:
+        result = app.test_cli_runner().invoke(args=["models", "list"])
+    finally:
+        db.dispose()
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: {broken / 'manifest.json'}: weights not found at {broken / 'gone'}"]

@@ -46,7 +46,13 @@ def test_a_revoked_key_is_refused_by_every_worker(tmp_path):
         record, key = factory.api_key(factory.user("gus", tier="pro"))
         db.dispose()
         # Quotas out of the way: this test is about revocation, not limits.
-        env = {"MLAPI_DATABASE_URL": url, "MLAPI_TIER_LIMITS": "pro=100000/minute", "MLAPI_ANON_LIMIT": "100000/minute"}
+        (tmp_path / "no-models").mkdir()
+        env = {
+            "MLAPI_DATABASE_URL": url,
+            "MLAPI_MODEL_DIR": str(tmp_path / "no-models"),  # about revocation: no weights to load
+            "MLAPI_TIER_LIMITS": "pro=100000/minute",
+            "MLAPI_ANON_LIMIT": "100000/minute",
+        }
         with GunicornServer(tmp_path / "gunicorn.log", env, workers=2) as server:
             assert set(fire_until_both_workers_answer(server, key, "before")) == {200}
 

@@ -31,7 +31,14 @@ def accounts_db():
 
 
 def server(tmp_path, accounts_db, name, **settings):
-    env = {"MLAPI_DATABASE_URL": accounts_db.url, "MLAPI_REDIS_URL": REDIS_URL, **settings}
+    # No models: these servers are about limits, and boot in a second without weights to load.
+    (tmp_path / "no-models").mkdir(exist_ok=True)
+    env = {
+        "MLAPI_DATABASE_URL": accounts_db.url,
+        "MLAPI_REDIS_URL": REDIS_URL,
+        "MLAPI_MODEL_DIR": str(tmp_path / "no-models"),
+        **settings,
+    }
     return GunicornServer(tmp_path / f"{name}.log", env, workers=2, threads=2)
 
 
@@ -99,7 +106,7 @@ def test_redis_outage_falls_back_to_memory_and_recovers(tmp_path, accounts_db):
                 assert time.monotonic() < deadline, "the service never went back to Redis"
                 assert get_me(srv, accounts_db.pro_key).status_code == 200
                 time.sleep(0.5)
-            assert requests.get(f"{srv.url}/ready", timeout=10).status_code == 200
+            assert requests.get(f"{srv.url}/ready", timeout=10).json()["checks"]["redis"] == {"status": "ok"}
         log = srv.log_path.read_text()
         assert '"logger": "flask-limiter"' in log
         assert "falling back to in-memory storage" in log and "storage recovered" in log

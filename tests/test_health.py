@@ -16,7 +16,21 @@ def test_health_reports_liveness(client):
 def test_ready_when_the_database_answers(client):
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "checks": {"database": {"status": "ok"}}}
+    assert response.get_json() == {
+        "status": "ready",
+        "checks": {"database": {"status": "ok"}, "models": {"status": "ok"}},
+    }
+
+
+def test_not_ready_without_models(tmp_path):
+    (tmp_path / "empty").mkdir()
+    app = create_app({"MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}", "MLAPI_MODEL_DIR": str(tmp_path / "empty")})
+    try:
+        response = app.test_client().get("/ready")
+    finally:
+        db.dispose()
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["models"] == {"status": "fail", "detail": "RuntimeError"}
 
 
 def test_not_ready_when_the_database_is_unreachable(tmp_path):

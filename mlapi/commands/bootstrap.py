@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from mlapi.commands.models import open_checked_store
 from mlapi.extensions import db
 from mlapi.store import accounts
 
@@ -16,9 +17,11 @@ DEMO_PASSWORD = "demo_password"  # noqa: S105 (a documented development-only acc
 @click.command("bootstrap")
 @with_appcontext
 def bootstrap() -> None:
-    """Create the development user demo_user / demo_password (tier pro) when absent. Never in production."""
+    """Check the model store, then create demo_user / demo_password (tier pro) when absent. Never in production."""
     if current_app.config["MLAPI_SETTINGS"].production:
         raise click.ClickException("bootstrap creates a demo account and is refused in production mode")
+    store = open_checked_store()
+    click.echo(f"model store {store.root}: " + ", ".join(f"{m.id}" for m in store.all()))
     if accounts.find_user(db.session, DEMO_USERNAME) is None:
         accounts.create_user(db.session, DEMO_USERNAME, DEMO_PASSWORD, tier="pro", full_name="Demo User")
         click.echo(f"created development user {DEMO_USERNAME} / {DEMO_PASSWORD} (tier pro)")

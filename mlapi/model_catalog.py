@@ -1,0 +1,55 @@
+"""``/v1/models``: what this server serves (OpenAI-style list, with versions and devices)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from mlapi.auth import requires_auth
+from mlapi.openapi import Blueprint
+from mlapi.runtime import registry
+
+blp = Blueprint("models", __name__, url_prefix="/v1/models", description="The models and their versions.")
+
+
+class ModelVersionSchema(ma.Schema):
+    version = ma.fields.String(required=True)
+    task = ma.fields.String(required=True)
+    device = ma.fields.String(required=True)
+    labels = ma.fields.List(ma.fields.String(), required=True)
+    dimensions = ma.fields.Integer()
+    max_tokens = ma.fields.Integer()
+    quantization = ma.fields.String(allow_none=True)
+    default_temperature = ma.fields.Float()
+
+
+class ModelSchema(ma.Schema):
+    id = ma.fields.String(required=True)
+    object = ma.fields.String(required=True)
+    owned_by = ma.fields.String(required=True)
+    name = ma.fields.String(required=True)
+    task = ma.fields.String(required=True)
+    description = ma.fields.String(required=True)
+    latest = ma.fields.String(required=True, metadata={"description": "The version 'latest' resolves to."})
+    versions = ma.fields.List(ma.fields.Nested(ModelVersionSchema), required=True)
+
+
+class ModelListSchema(ma.Schema):
+    object = ma.fields.String(required=True)
+    data = ma.fields.List(ma.fields.Nested(ModelSchema), required=True)
+
+
+@blp.route("", methods=["GET"])
+@requires_auth(blp)
+@blp.response(200, ModelListSchema)
+def list_models() -> dict:
+    """Every model with its versions, the one ``latest`` resolves to, and where each runs."""
+    return {"object": "list", "data": registry().catalog()}
+
+
+@blp.route("/<name>", methods=["GET"])
+@requires_auth(blp)
+@blp.response(200, ModelSchema)
+@blp.alt_response(404, description="No such model; the detail names the models that exist.")
+def get_model(name: str) -> dict:
+    """One model: its versions, labels, devices and options."""
+    return registry().describe(name)

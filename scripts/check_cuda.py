@@ -1,0 +1,119 @@
+"""The CUDA path: a Gunicorn worker on cuda:0 must give the CPU's predictions, within tolerance.
+
+    .venv/bin/python scripts/check_cuda.py
+
+Without a visible CUDA device it says so and exits 0 ("skipped"). With one, it starts one
+worker with MLAPI_DEVICES=cuda:0, checks /health reports cuda:0, and compares /v1/predict
+(sentiment 1.0) and /v1/embeddings (minilm) with the same models loaded on the CPU here.
+Exit status 0: passed or skipped; 1: a mismatch.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [
+    "I love this phone, the battery lasts for days.",
+    "The delivery was late and the box was crushed.",
+    "An average film with a few good moments.",
+]
+EMBEDDING_TOLERANCE = 1e-3
+CONFIDENCE_TOLERANCE = 1e-2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_reference() -> tuple[list[tuple[str, float]], list[list[float]]]:
+    from mlapi.serving.registry import ModelRegistry
+    from mlapi.serving.store import ModelStore
+    from mlapi.serving.types import PredictInput
+
+    registry = ModelRegistry(ModelStore.open(ROOT / "models"), "cpu").load()
+    predictions = registry.resolve("sentiment", "1.0").predict([PredictInput(t) for t in TEXTS])
+    embeddings = registry.resolve("minilm").embed(TEXTS)
+    return [(p.label, p.confidence) for p in predictions], [e.vector for e in embeddings]
+
+
+def main() -> int:
+    import torch
+
+    if not torch.cuda.is_available():
+        print("skipped: no CUDA device is visible (torch.cuda.is_available() is False)")
+        return 0
+    import requests
+
+    from mlapi import create_app
+    from mlapi.commands.db import upgrade_database
+    from mlapi.extensions import db
+    from mlapi.store import accounts, api_keys
+
+    workdir = Path(tempfile.mkdtemp(prefix="mlapi-cuda-"))
+    database = f"sqlite:///{workdir / 'cuda.db'}"
+    app = create_app({"MLAPI_DATABASE_URL": database}, load_models=False)
+    with app.app_context():
+        upgrade_database()
+        user = accounts.create_user(db.session, "cuda-check", "cuda-check-password", tier="enterprise")
+        _, key = api_keys.create_api_key(db.session, user, "cuda-check")
+    db.dispose()
+
+    port = free_port()
+    env = {**os.environ, "MLAPI_DATABASE_URL": database, "MLAPI_DEVICES": "cuda:0", "MLAPI_WORKERS": "1",
+           "MLAPI_BIND": f"127.0.0.1:{port}", "HF_HUB_OFFLINE": "1"}
+    log = (workdir / "gunicorn.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(f"{url}/ready", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        else:
+            print(f"failed: the cuda:0 worker never became ready; see {workdir / 'gunicorn.log'}")
+            return 1
+        health = requests.get(f"{url}/health", timeout=10).json()
+        headers = {"X-API-Key": key}
+        batch = requests.post(f"{url}/v1/predict/batch", json={"inputs": TEXTS, "model_version": "1.0"},
+                              headers=headers, timeout=60).json()["predictions"]
+        vectors = [d["embedding"] for d in requests.post(f"{url}/v1/embeddings", json={"input": TEXTS},
+                                                         headers=headers, timeout=60).json()["data"]]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+
+    reference_predictions, reference_vectors = cpu_reference()
+    problems = []
+    if health["device"] != "cuda:0" or not health["gpu_available"]:
+        problems.append(f"/health says device={health['device']} gpu_available={health['gpu_available']}")
+    for text, got, (label, confidence) in zip(TEXTS, batch, reference_predictions):
+        if got["result"] != label or abs(got["confidence"] - confidence) > CONFIDENCE_TOLERANCE:
+            problems.append(f"{text!r}: cuda {got['result']} {got['confidence']:.4f} vs cpu {label} {confidence:.4f}")
+    worst = max(
+        abs(a - b) for got, want in zip(vectors, reference_vectors) for a, b in zip(got, want)
+    )
+    if worst > EMBEDDING_TOLERANCE:
+        problems.append(f"embeddings differ by up to {worst:.2e} (tolerance {EMBEDDING_TOLERANCE})")
+    print(f"device {health['device']} ({torch.cuda.get_device_name(0)}), worker slot {health['worker_slot']}")
+    print(f"largest embedding difference cuda vs cpu: {worst:.2e}")
+    for problem in problems:
+        print(f"mismatch: {problem}")
+    print("failed" if problems else "passed: cuda:0 predictions match the CPU")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
