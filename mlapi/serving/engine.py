@@ -1,0 +1,96 @@
+"""The inference engine of one worker: registry + one batcher per model + the prediction cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mlapi.serving.batcher import Batcher, BatchResult
+from mlapi.serving.cache import PredictionCache, cache_key
+from mlapi.serving.manifest import Manifest
+from mlapi.serving.registry import ModelRegistry
+from mlapi.serving.types import Embedding, PredictInput, Prediction
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    max_batch_size: int = 32
+    max_delay_s: float = 0.005
+    max_queue: int = 256
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class PredictOutcome:
+    manifest: Manifest
+    predictions: list[Prediction]
+    cached: list[bool]
+    model_ms: float  # 0 when every prediction came from the cache
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class EmbedOutcome:
+    manifest: Manifest
+    embeddings: list[Embedding]
+    model_ms: float
+    batch_size: int
+
+
+class InferenceEngine:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        settings: BatchingSettings,
+        cache: PredictionCache | None = None,
+        cache_prefix: str = "mlapi",
+        on_batch: Callable[[Manifest, BatchResult], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.cache = cache
+        self.cache_prefix = cache_prefix
+        self.batchers: dict[str, Batcher] = {}
+        for model_id, handler in registry.handlers.items():
+            run = handler.predict if "predict" in handler.capabilities else handler.embed
+            self.batchers[model_id] = Batcher(
+                run,
+                name=model_id,
+                max_batch_size=settings.max_batch_size,
+                max_delay_s=settings.max_delay_s,
+                max_queue=settings.max_queue,
+                on_batch=(lambda result, manifest=handler.manifest: on_batch(manifest, result)) if on_batch else None,
+            )
+
+    def predict(self, name: str, version: str, items: Sequence[PredictInput]) -> PredictOutcome:
+        handler = self.registry.resolve(name, version)
+        manifest = handler.manifest
+        handler.require("predict")
+        keys = [cache_key(self.cache_prefix, manifest, item) for item in items] if self.cache else []
+        found = self.cache.get_many(keys) if self.cache else [None] * len(items)
+        missing = [i for i, prediction in enumerate(found) if prediction is None]
+        model_ms, batch_size = 0.0, 0
+        if missing:
+            result = self.batchers[manifest.id].submit([items[i] for i in missing], self.settings.timeout_s)
+            model_ms, batch_size = result.model_ms, result.batch_size
+            for i, prediction in zip(missing, result.outputs):
+                found[i] = prediction
+            if self.cache:
+                self.cache.set_many({keys[i]: found[i] for i in missing})
+        computed = set(missing)
+        cached = [i not in computed for i in range(len(items))]
+        return PredictOutcome(manifest, list(found), cached, model_ms, batch_size)
+
+    def embed(self, name: str, version: str, texts: Sequence[str]) -> EmbedOutcome:
+        handler = self.registry.resolve(name, version)
+        handler.require("embed")
+        result = self.batchers[handler.manifest.id].submit(list(texts), self.settings.timeout_s)
+        return EmbedOutcome(handler.manifest, result.outputs, result.model_ms, result.batch_size)
+
+    def queue_depths(self) -> dict[str, int]:
+        return {model_id: batcher.depth for model_id, batcher in self.batchers.items()}
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Drain every queue, then stop the runners (on worker shutdown)."""
+        for batcher in self.batchers.values():
+            batcher.close(timeout_s)

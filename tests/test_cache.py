@@ -1,0 +1,75 @@
+"""The prediction cache: in-process and on the real Redis, hits, misses, versions, outages."""
+
+import dataclasses
+import time
+
+import pytest
+
+from mlapi.serving import cache as cache_module
+from mlapi.serving.cache import MemoryCache, RedisCache, cache_key
+from mlapi.serving.manifest import load_manifest
+from mlapi.serving.types import PredictInput, Prediction
+from tests.conftest import MODEL_DIR
+from tests.services import PrivateRedis, redis_available, unique_prefix
+
+V10 = load_manifest(MODEL_DIR / "sentiment" / "1.0" / "manifest.json")
+V11 = load_manifest(MODEL_DIR / "sentiment" / "1.1" / "manifest.json")
+GOOD = Prediction("positive", 0.9, {"negative": 0.1, "positive": 0.9})
+
+
+def test_keys_separate_versions_parameters_and_manifest_edits():
+    item = PredictInput("nice")
+    keys = {
+        cache_key("p", V10, item),
+        cache_key("p", V11, item),
+        cache_key("p", V10, PredictInput("nice", temperature=0.5)),
+        cache_key("p", V10, PredictInput("nice", labels=("a", "b"))),
+        cache_key("p", V10, PredictInput("nice", max_tokens=3)),
+        cache_key("p", dataclasses.replace(V10, fingerprint="edited"), item),
+        cache_key("other", V10, item),
+    }
+    assert len(keys) == 7
+    assert cache_key("p", V10, item) == cache_key("p", V10, PredictInput("nice"))
+
+
+def test_memory_cache_hits_misses_and_expiry():
+    cache = MemoryCache(size=10, ttl_s=0.2)
+    cache.set_many({"a": GOOD})
+    assert cache.get_many(["a", "b"]) == [GOOD, None]
+    time.sleep(0.25)
+    assert cache.get_many(["a"]) == [None]
+
+
+def test_memory_cache_is_bounded():
+    cache = MemoryCache(size=2, ttl_s=60)
+    cache.set_many({"a": GOOD, "b": GOOD, "c": GOOD})
+    assert sum(hit is not None for hit in cache.get_many(["a", "b", "c"])) == 2
+
+
+@pytest.mark.redis
+def test_redis_cache_round_trip_with_ttl():
+    client = redis_available()
+    cache = RedisCache(client, ttl_s=60)
+    key = f"{unique_prefix()}:k"
+    cache.set_many({key: GOOD})
+    assert cache.get_many([key, key + "-missing"]) == [GOOD, None]
+    assert 0 < client.pttl(key) <= 60_000
+    client.delete(key)
+
+
+@pytest.mark.redis
+def test_redis_outage_bypasses_the_cache_and_recovers(monkeypatch):
+    monkeypatch.setattr(cache_module, "REDIS_RETRY_AFTER_S", 0.2)
+    server = PrivateRedis().start()
+    try:
+        cache = RedisCache(server.client(), ttl_s=60)
+        cache.set_many({"k": GOOD})
+        server.stop()
+        assert cache.get_many(["k"]) == [None]
+        cache.set_many({"k2": GOOD})  # no error
+        server.start()
+        time.sleep(0.3)
+        cache.set_many({"k3": GOOD})
+        assert cache.get_many(["k3"]) == [GOOD]
+    finally:
+        server.stop()
