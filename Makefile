@@ -10,7 +10,9 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install dev run test clean
+BENCH_ARGS ?=
+
+.PHONY: install dev run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,10 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[bench]"
+	touch $@
+
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
@@ -35,6 +41,11 @@ run: install
 
 test: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The load generator is Debian's wrk; installed here when missing (root, as on the CI machines).
+bench: $(VENV)/.bench-installed
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

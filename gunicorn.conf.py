@@ -78,3 +78,11 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker, after the 
     gc.collect()
     gc.freeze()
     worker.log.info("worker ready (slot %s)", worker.mlapi_slot)
+
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001 (in the worker, as it exits)
+    from mlapi.runtime import shutdown
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        shutdown(app)

@@ -24,7 +24,7 @@ from mlapi.extensions import api, db, jwt
 from mlapi.openapi import Blueprint
 from mlapi.ratelimit import limit_by_account_or_ip
 from mlapi.request_context import add_access_log_fields
-from mlapi.store.api_keys import check_api_key, looks_like_api_key
+from mlapi.store.api_keys import KeyOwner, check_api_key, looks_like_api_key
 from mlapi.store.models import User
 from mlapi.store.tokens import is_token_revoked
 
@@ -50,7 +50,7 @@ class Account:
     api_key_id: int | None = None
 
     @classmethod
-    def of(cls, user: User, api_key_id: int | None = None) -> Account:
+    def of(cls, user: User | KeyOwner, api_key_id: int | None = None) -> Account:
         return cls(user.id, user.username, user.tier, user.is_admin, api_key_id)
 
 
@@ -78,10 +78,10 @@ def resolve_account() -> Account:
         key = token
     if key is not None:
         outcome = check_api_key(db.session, key)
-        if outcome.user is None:
+        if outcome.owner is None:
             assert outcome.failure is not None
             raise unauthorized(outcome.failure, _KEY_FAILURES[outcome.failure])
-        return Account.of(outcome.user, outcome.key.id if outcome.key else None)
+        return Account.of(outcome.owner, outcome.key_id)
     if token is None:
         raise unauthorized("missing_credentials", "Send 'Authorization: Bearer <token>' or 'X-API-Key: <key>'.")
     return Account.of(verified_token_user())

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from mlapi.serving.batcher import DeadlineExceeded, QueueFull, ShuttingDown
 from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask
 from mlapi.store.errors import Conflict, InvalidValue, NotFound, StoreError
 
@@ -137,22 +138,27 @@ def handle_unexpected_exception(exc: Exception) -> ResponseReturnValue:
     return handle_http_exception(InternalServerError("An internal error occurred; it has been logged."))
 
 
-# Failures of the store and the serving core, whose messages are safe to show.
-_DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None]] = {
-    NotFound: (404, None),
-    Conflict: (409, None),
-    InvalidValue: (422, "validation_error"),
-    UnknownModel: (404, "model_not_found"),
-    UnsupportedTask: (422, "unsupported_task"),
-    InvalidInput: (422, "validation_error"),
+# Failures of the store and the serving core, whose messages are safe to show:
+# status, error code, headers. 503 is overload (429 stays for quotas).
+_RETRY_SOON = {"Retry-After": "1"}
+_DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None, dict[str, str]]] = {
+    NotFound: (404, None, {}),
+    Conflict: (409, None, {}),
+    InvalidValue: (422, "validation_error", {}),
+    UnknownModel: (404, "model_not_found", {}),
+    UnsupportedTask: (422, "unsupported_task", {}),
+    InvalidInput: (422, "validation_error", {}),
+    QueueFull: (503, "overloaded", _RETRY_SOON),
+    ShuttingDown: (503, "shutting_down", _RETRY_SOON),
+    DeadlineExceeded: (504, "inference_timeout", {}),
 }
 
 
 def handle_domain_error(exc: StoreError | ServingError) -> ResponseReturnValue:
-    status, error = _DOMAIN_ERRORS.get(type(exc), (500, None))
-    if status >= 500:
+    if type(exc) not in _DOMAIN_ERRORS:
         return handle_unexpected_exception(exc)
-    return error_response(status, str(exc), error=error)
+    status, error, headers = _DOMAIN_ERRORS[type(exc)]
+    return error_response(status, str(exc), error=error, headers=headers)
 
 
 def register_errorhandlers(app: Flask) -> None:

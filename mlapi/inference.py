@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from datetime import datetime, timezone
 
 import marshmallow as ma
@@ -14,8 +13,8 @@ from mlapi.auth import requires_auth
 from mlapi.errors import APIError
 from mlapi.openapi import Blueprint
 from mlapi.request_context import add_access_log_fields
-from mlapi.runtime import registry
-from mlapi.serving.handlers import Handler
+from mlapi.runtime import engine
+from mlapi.serving.manifest import Manifest
 from mlapi.serving.types import PredictInput
 
 blp = Blueprint("inference", __name__, url_prefix="/v1", description="Predictions and embeddings.")
@@ -106,6 +105,7 @@ class PredictionSchema(ma.Schema):
 
 class PredictResponseSchema(PredictionSchema):
     request_id = ma.fields.String(required=True)
+    cached = ma.fields.Boolean(required=True, metadata={"description": "Served from the prediction cache."})
     latency_ms = ma.fields.Float(required=True, metadata={"description": "Time spent in the model."})
     model = ma.fields.String(required=True)
     model_version = ma.fields.String(required=True, metadata={"description": "The resolved version."})
@@ -114,6 +114,7 @@ class PredictResponseSchema(PredictionSchema):
 
 class BatchPredictionSchema(PredictionSchema):
     index = ma.fields.Integer(required=True)
+    cached = ma.fields.Boolean(required=True)
 
 
 class BatchResponseSchema(ma.Schema):
@@ -150,11 +151,13 @@ def _items_in_body(field: str) -> int:
     return len(value) if isinstance(value, list) and value else 1
 
 
-def _resolve(args: dict, default_model: str) -> Handler:
-    handler = registry().resolve(args.get("model") or default_model, args["model_version"])
-    g.model = handler.manifest
-    add_access_log_fields(model=handler.manifest.name, model_version=handler.manifest.version)
-    return handler
+def _model(args: dict, default: str) -> tuple[str, str]:
+    return args.get("model") or default, args["model_version"]
+
+
+def _served_by(manifest: Manifest) -> dict:
+    add_access_log_fields(model=manifest.name, model_version=manifest.version)
+    return {"model": manifest.name, "model_version": manifest.version}
 
 
 def _options(args: dict) -> dict:
@@ -166,28 +169,36 @@ def _options(args: dict) -> dict:
     }
 
 
-def _model_fields() -> dict:
-    return {"model": g.model.name, "model_version": g.model.version}
+ERRORS_OF_INFERENCE = [
+    (404, "No such model or version; the detail names what exists."),
+    (503, "Overloaded (the model's queue is full) or shutting down; see Retry-After."),
+    (504, "The model did not answer within MLAPI_INFERENCE_TIMEOUT_S."),
+]
+
+
+def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
+    for status, description in ERRORS_OF_INFERENCE:
+        view = blp.alt_response(status, description=description)(view)
+    return view
 
 
 @blp.route("/predict", methods=["POST"])
 @requires_auth(blp)
 @blp.arguments(PredictRequestSchema)
 @blp.response(200, PredictResponseSchema)
-@blp.alt_response(404, description="No such model or version; the detail names what exists.")
+@documents_inference_errors
 def predict(args: dict) -> dict:
-    """Classify one text (sentiment by default; any labels zero-shot)."""
-    handler = _resolve(args, DEFAULT_PREDICT_MODEL)
-    started = time.perf_counter()
-    (prediction,) = handler.predict([PredictInput(args["text"], **_options(args))])
-    latency_ms = (time.perf_counter() - started) * 1000
+    """Classify one text (sentiment by default; any labels zero-shot). Batched with concurrent requests."""
+    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))])
+    (prediction,) = outcome.predictions
     return {
         "request_id": g.request_id,
         "result": prediction.label,
         "confidence": prediction.confidence,
         "scores": prediction.scores,
-        "latency_ms": round(latency_ms, 3),
-        **_model_fields(),
+        "cached": outcome.cached[0],
+        "latency_ms": round(outcome.model_ms, 3),
+        **_served_by(outcome.manifest),
         "timestamp": datetime.now(timezone.utc),
     }
 
@@ -196,23 +207,21 @@ def predict(args: dict) -> dict:
 @requires_auth(blp, cost=lambda: _items_in_body("inputs"))
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema)
-@blp.alt_response(404, description="No such model or version; the detail names what exists.")
+@documents_inference_errors
 def predict_batch(args: dict) -> dict:
     """Classify up to 100 texts in one batched forward pass; results in input order. Costs one per input."""
-    handler = _resolve(args, DEFAULT_PREDICT_MODEL)
     options = _options(args)
-    started = time.perf_counter()
-    predictions = handler.predict([PredictInput(text, **options) for text in args["inputs"]])
-    latency_ms = (time.perf_counter() - started) * 1000
+    items = [PredictInput(text, **options) for text in args["inputs"]]
+    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items)
     return {
         "request_id": g.request_id,
         "predictions": [
-            {"index": i, "result": p.label, "confidence": p.confidence, "scores": p.scores}
-            for i, p in enumerate(predictions)
+            {"index": i, "result": p.label, "confidence": p.confidence, "scores": p.scores, "cached": hit}
+            for i, (p, hit) in enumerate(zip(outcome.predictions, outcome.cached))
         ],
-        "count": len(predictions),
-        "latency_ms": round(latency_ms, 3),
-        **_model_fields(),
+        "count": len(outcome.predictions),
+        "latency_ms": round(outcome.model_ms, 3),
+        **_served_by(outcome.manifest),
     }
 
 
@@ -220,27 +229,24 @@ def predict_batch(args: dict) -> dict:
 @requires_auth(blp, cost=lambda: _items_in_body("input"))
 @blp.arguments(EmbeddingRequestSchema)
 @blp.response(200, EmbeddingResponseSchema)
-@blp.alt_response(404, description="No such model or version; the detail names what exists.")
+@documents_inference_errors
 def embeddings(args: dict) -> dict:
     """Sentence embeddings, OpenAI-compatible. Costs one per input."""
-    handler = _resolve(args, DEFAULT_EMBEDDING_MODEL)
-    expected = handler.describe().get("dimensions")
+    name, version = _model(args, DEFAULT_EMBEDDING_MODEL)
+    expected = engine().registry.resolve(name, version).describe().get("dimensions")
     if args.get("dimensions") not in (None, expected):
-        raise APIError(422, f"model {g.model.name!r} gives {expected} dimensions only", error="validation_error")
-    results = handler.embed(args["input"])
+        raise APIError(422, f"model {name!r} gives {expected} dimensions only", error="validation_error")
+    outcome = engine().embed(name, version, args["input"])
     as_base64 = args["encoding_format"] == "base64"
+    tokens = sum(e.tokens for e in outcome.embeddings)
     return {
         "object": "list",
         "data": [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": _base64(e.vector) if as_base64 else e.vector,
-            }
-            for i, e in enumerate(results)
+            {"object": "embedding", "index": i, "embedding": _base64(e.vector) if as_base64 else e.vector}
+            for i, e in enumerate(outcome.embeddings)
         ],
-        **_model_fields(),
-        "usage": {"prompt_tokens": sum(e.tokens for e in results), "total_tokens": sum(e.tokens for e in results)},
+        **_served_by(outcome.manifest),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
 

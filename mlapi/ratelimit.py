@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
@@ -109,6 +109,19 @@ def limit_logins(view: _View) -> _View:
     return per_ip(per_user(view))  # type: ignore[return-value]
 
 
+# flask-limiter writes Retry-After on every response of a limited endpoint and raises it to the
+# window's end, which would also overwrite a 503's own "Retry-After: 1". It writes this name
+# instead; the hook below turns it into Retry-After on 429s only.
+_LIMITER_RETRY_AFTER = "X-Mlapi-Limiter-Retry-After"
+
+
+def _retry_after_on_refusals_only(response: Response) -> Response:
+    value = response.headers.pop(_LIMITER_RETRY_AFTER, None)
+    if response.status_code == 429 and value is not None:
+        response.headers["Retry-After"] = value
+    return response
+
+
 def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
     # Retry-After and X-RateLimit-* are added by the limiter's after-request hook.
     return error_response(429, exc.description or "Rate limit exceeded.", error="rate_limit_exceeded")
@@ -128,7 +141,10 @@ def init_app(app: Flask) -> None:
         # The fallback covers the request that notices the outage; requests racing it in other
         # threads would otherwise raise. Swallowed errors are logged and the request is served.
         RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_HEADER_RETRY_AFTER=_LIMITER_RETRY_AFTER,
     )
+    # Registered first so that it runs after the limiter's own after-request hook.
+    app.after_request(_retry_after_on_refusals_only)
     limiter.init_app(app)
     app.register_error_handler(RateLimitExceeded, handle_rate_limit_exceeded)
     if not settings.redis_url:

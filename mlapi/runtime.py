@@ -8,18 +8,33 @@ from flask import Flask, current_app
 
 from mlapi import readiness
 from mlapi.config import Settings
+from mlapi.serving.cache import MemoryCache, PredictionCache, RedisCache
 from mlapi.serving.devices import configure_torch_threads, device_for_slot, visible_devices, worker_slot
+from mlapi.serving.engine import BatchingSettings, InferenceEngine
 from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.store import ModelStore
 
 logger = logging.getLogger("mlapi.runtime")
 
 
-def registry() -> ModelRegistry:
-    found = current_app.extensions.get("mlapi_registry")
+def engine() -> InferenceEngine:
+    found = current_app.extensions.get("mlapi_engine")
     if found is None:
         raise RuntimeError("models are not loaded in this process")
     return found
+
+
+def registry() -> ModelRegistry:
+    return engine().registry
+
+
+def prediction_cache(app: Flask, settings: Settings) -> PredictionCache | None:
+    if settings.cache_ttl_s <= 0:
+        return None
+    client = app.extensions.get("mlapi_redis")
+    if client is not None:
+        return RedisCache(client, settings.cache_ttl_s)
+    return MemoryCache(settings.cache_size, settings.cache_ttl_s)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -30,7 +45,15 @@ def init_app(app: Flask, settings: Settings) -> None:
     device = device_for_slot(visible_devices(settings.devices), slot)
     threads = configure_torch_threads(settings.torch_threads, settings.workers)
     loaded = ModelRegistry(ModelStore.open(settings.model_dir), device).load()
-    app.extensions["mlapi_registry"] = loaded
+    batching = BatchingSettings(
+        max_batch_size=settings.max_batch_size,
+        max_delay_s=settings.max_batch_delay_ms / 1000,
+        max_queue=settings.max_queue,
+        timeout_s=settings.inference_timeout_s,
+    )
+    app.extensions["mlapi_engine"] = InferenceEngine(
+        loaded, batching, prediction_cache(app, settings), cache_prefix=settings.redis_prefix
+    )
     gpu_available = torch.cuda.is_available()
     logger.info("serving %s on %s (slot %s, %d torch threads)", loaded.loaded(), device, slot, threads)
 
@@ -41,6 +64,13 @@ def init_app(app: Flask, settings: Settings) -> None:
         "worker_slot": slot,
     }
     readiness.register_check(app, "models", lambda: _check_models(loaded))
+
+
+def shutdown(app: Flask) -> None:
+    """Drain every model's queue before the worker exits (Gunicorn's worker_exit hook)."""
+    found = app.extensions.get("mlapi_engine")
+    if found is not None:
+        found.close()
 
 
 def _check_models(loaded: ModelRegistry) -> None:

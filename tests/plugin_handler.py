@@ -42,3 +42,32 @@ class ExportedLengthClassifier(Handler):
             Prediction(labels[int(p[1] > p[0])], max(p), dict(zip(labels, p)))
             for p in probabilities
         ]
+
+
+class ScriptedClassifier(Handler):
+    """A test model whose behaviour the text scripts: ``sleep:<s>`` waits, ``boom`` fails the batch.
+
+    Loaded from a manifest like any model, it lets tests provoke overload, deadlines and failures
+    through the real batcher and HTTP layer. It records every batch it runs.
+    """
+
+    capabilities = frozenset({"predict"})
+    batches: list[list[str]] = []
+
+    def load(self) -> None:
+        type(self).batches = []
+
+    def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
+        texts = [item.text for item in items]
+        type(self).batches.append(texts)
+        for text in texts:
+            if text == "boom":
+                raise RuntimeError("scripted failure")
+            if text.startswith("sleep:"):
+                import time
+
+                time.sleep(float(text.removeprefix("sleep:")))
+        return [Prediction(self.manifest.labels[0], 1.0, {self.manifest.labels[0]: 1.0}) for _ in items]
+
+    def warmup(self) -> None:
+        """Nothing to warm up; keeps ``batches`` to what the test sends."""

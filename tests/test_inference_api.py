@@ -7,6 +7,17 @@ import pytest
 
 
 @pytest.fixture
+def app(tmp_path):
+    """Without the prediction cache: these tests compare fresh model outputs with each other."""
+    from mlapi.extensions import db
+    from tests.conftest import make_test_app
+
+    app = make_test_app(f"sqlite:///{tmp_path / 'i.db'}", MLAPI_CACHE_TTL_S="0")
+    yield app
+    db.dispose()
+
+
+@pytest.fixture
 def headers(factory):
     return factory.key_headers(factory.user(tier="enterprise"))
 
@@ -20,6 +31,7 @@ def test_predict_response_shape(client, headers):
     assert response.status_code == 200
     body = response.get_json()
     assert set(body) >= {"request_id", "result", "confidence", "latency_ms", "model", "model_version", "timestamp"}
+    assert body["cached"] is False
     assert body["result"] == "positive"
     assert body["model"] == "sentiment" and body["model_version"] == "1.1"
     assert body["request_id"] == response.headers["X-Request-ID"]

@@ -51,6 +51,7 @@ def test_free_tier_gets_exactly_its_limit_with_headers_on_every_response(client,
         assert response.status_code == 200
         assert response.headers["X-RateLimit-Limit"] == "10"
         assert response.headers["X-RateLimit-Remaining"] == str(10 - used)
+        assert "Retry-After" not in response.headers  # only refusals say when to retry
     assert_429(client.get("/v1/users/me", headers=headers), 10)
     assert "free tier" in client.get("/v1/users/me", headers=headers).get_json()["detail"]
 

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mlapi.store.errors import NotFound
@@ -63,26 +63,45 @@ def revoke_api_key(session: Session, key_id: int, owner: User | None = None) -> 
 
 
 @dataclass(frozen=True)
+class KeyOwner:
+    """What authentication needs of a key's owner, read in the same query as the key."""
+
+    id: int
+    username: str
+    tier: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
 class KeyCheck:
     """The outcome of presenting a key: its owner, or why it was refused."""
 
-    user: User | None
-    key: ApiKey | None
+    owner: KeyOwner | None
+    key_id: int | None
     failure: str | None  # unknown_key, revoked_key, expired_key, disabled_user
 
 
 def check_api_key(session: Session, key: str, now: datetime | None = None) -> KeyCheck:
+    """One indexed query for the key and its owner (this runs on every request with a key)."""
     now = now or utcnow()
-    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-    if record is None:
+    row = session.execute(
+        select(
+            ApiKey.id, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at,
+            User.id, User.username, User.tier, User.is_admin, User.disabled,
+        )
+        .join(User, ApiKey.user_id == User.id)
+        .where(ApiKey.key_hash == hash_key(key))
+    ).one_or_none()
+    if row is None:
         return KeyCheck(None, None, "unknown_key")
-    if record.revoked_at is not None:
-        return KeyCheck(None, record, "revoked_key")
-    if record.expires_at is not None and record.expires_at <= now:
-        return KeyCheck(None, record, "expired_key")
-    if record.owner.disabled:
-        return KeyCheck(None, record, "disabled_user")
-    if record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION:
-        record.last_used_at = now
+    key_id, revoked_at, expires_at, last_used_at, user_id, username, tier, is_admin, disabled = row
+    if revoked_at is not None:
+        return KeyCheck(None, key_id, "revoked_key")
+    if expires_at is not None and expires_at <= now:
+        return KeyCheck(None, key_id, "expired_key")
+    if disabled:
+        return KeyCheck(None, key_id, "disabled_user")
+    if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
         session.commit()
-    return KeyCheck(record.owner, record, None)
+    return KeyCheck(KeyOwner(user_id, username, tier, is_admin), key_id, None)
