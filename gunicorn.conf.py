@@ -3,6 +3,8 @@
 import gc
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from mlapi.config import ConfigError, load_settings
 from mlapi.serving.errors import ManifestError
@@ -52,6 +54,21 @@ logconfig_dict = {
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
 }
+
+
+def on_starting(server) -> None:  # noqa: ANN001 (master, once, before any worker)
+    # Metrics of every worker, live and dead, are aggregated from files in this directory;
+    # stale files from an earlier run would add to the new totals, so it starts empty.
+    directory = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlapi-metrics-")))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001 (master, after a worker exited)
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
 
 
 # Device slots (DESIGN.md, Process model): each worker takes the lowest free slot k and runs its

@@ -19,6 +19,7 @@ from mlapi import (
     errors,
     health,
     inference,
+    metrics,
     model_catalog,
     ratelimit,
     readiness,
@@ -101,6 +102,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             max_age=600,
         )
     api.init_app(app)
+    metrics.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)
 

@@ -19,6 +19,7 @@ from flask_jwt_extended import get_current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError, UserLookupError, WrongTokenError
 from jwt import ExpiredSignatureError, PyJWTError
 
+from mlapi import metrics
 from mlapi.errors import APIError
 from mlapi.extensions import api, db, jwt
 from mlapi.openapi import Blueprint
@@ -59,6 +60,7 @@ def current_account() -> Account:
 
 
 def unauthorized(reason: str, detail: str) -> APIError:
+    metrics.record_auth_failure(reason)
     challenge = 'Bearer realm="mlapi"'
     if reason.endswith("_token"):
         challenge += f', error="invalid_token", error_description="{detail}"'

@@ -52,6 +52,7 @@ class Settings:
     proxy_hops: int = 0
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    metrics_token: str | None = None
     access_token_minutes: int = 30
     refresh_token_days: int = 7
     bind: str = "127.0.0.1:8000"
@@ -197,6 +198,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         proxy_hops=read.get("MLAPI_PROXY_HOPS", 0, _int_between(0, 10)),
         max_body_bytes=read.get("MLAPI_MAX_BODY_BYTES", 1024 * 1024, _int_between(1024, 1 << 30)),
         log_level=read.get("MLAPI_LOG_LEVEL", "INFO", _choice(("DEBUG", "INFO", "WARNING", "ERROR"))),
+        metrics_token=read.get("MLAPI_METRICS_TOKEN", None, str),
         access_token_minutes=read.get("MLAPI_ACCESS_TOKEN_MINUTES", 30, _int_between(1, 24 * 60)),
         refresh_token_days=read.get("MLAPI_REFRESH_TOKEN_DAYS", 7, _int_between(1, 365)),
         bind=read.get("MLAPI_BIND", "127.0.0.1:8000", _bind),

@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
+from mlapi import metrics
 from mlapi.errors import error_response
 from mlapi.extensions import limiter
 
@@ -123,6 +124,8 @@ def _retry_after_on_refusals_only(response: Response) -> Response:
 
 
 def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
+    account = _account()
+    metrics.record_rate_limit_rejection(account.tier if account is not None else "anonymous")
     # Retry-After and X-RateLimit-* are added by the limiter's after-request hook.
     return error_response(429, exc.description or "Rate limit exceeded.", error="rate_limit_exceeded")
 

@@ -6,11 +6,11 @@ import logging
 
 from flask import Flask, current_app
 
-from mlapi import readiness
+from mlapi import metrics, readiness
 from mlapi.config import Settings
 from mlapi.serving.cache import MemoryCache, PredictionCache, RedisCache
 from mlapi.serving.devices import configure_torch_threads, device_for_slot, visible_devices, worker_slot
-from mlapi.serving.engine import BatchingSettings, InferenceEngine
+from mlapi.serving.engine import BatchingSettings, InferenceEngine, Observer
 from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.store import ModelStore
 
@@ -52,8 +52,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         timeout_s=settings.inference_timeout_s,
     )
     app.extensions["mlapi_engine"] = InferenceEngine(
-        loaded, batching, prediction_cache(app, settings), cache_prefix=settings.redis_prefix
+        loaded, batching, prediction_cache(app, settings), cache_prefix=settings.redis_prefix, observer=MetricsObserver()
     )
+    for handler in loaded.handlers.values():
+        metrics.record_model(handler.manifest, handler.device, slot)
     gpu_available = torch.cuda.is_available()
     logger.info("serving %s on %s (slot %s, %d torch threads)", loaded.loaded(), device, slot, threads)
 
@@ -64,6 +66,17 @@ def init_app(app: Flask, settings: Settings) -> None:
         "worker_slot": slot,
     }
     readiness.register_check(app, "models", lambda: _check_models(loaded))
+
+
+class MetricsObserver(Observer):
+    def batch(self, manifest, result):  # noqa: ANN001, ANN201 (Observer's signature)
+        metrics.record_batch(manifest, result)
+
+    def queued(self, manifest, queue_ms, depth):  # noqa: ANN001, ANN201
+        metrics.record_queue(manifest, queue_ms, depth)
+
+    def cache(self, hits, misses):  # noqa: ANN001, ANN201
+        metrics.record_cache(hits, misses)
 
 
 def shutdown(app: Flask) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlapi.serving.batcher import Batcher, BatchResult
@@ -18,6 +18,16 @@ class BatchingSettings:
     max_delay_s: float = 0.005
     max_queue: int = 256
     timeout_s: float = 10.0
+
+
+class Observer:
+    """Hooks the web layer uses to count what the engine does (the core knows no metrics library)."""
+
+    def batch(self, manifest: Manifest, result: BatchResult) -> None: ...
+
+    def queued(self, manifest: Manifest, queue_ms: float, depth: int) -> None: ...
+
+    def cache(self, hits: int, misses: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -44,12 +54,13 @@ class InferenceEngine:
         settings: BatchingSettings,
         cache: PredictionCache | None = None,
         cache_prefix: str = "mlapi",
-        on_batch: Callable[[Manifest, BatchResult], None] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.cache = cache
         self.cache_prefix = cache_prefix
+        self.observer = observer or Observer()
         self.batchers: dict[str, Batcher] = {}
         for model_id, handler in registry.handlers.items():
             run = handler.predict if "predict" in handler.capabilities else handler.embed
@@ -59,7 +70,7 @@ class InferenceEngine:
                 max_batch_size=settings.max_batch_size,
                 max_delay_s=settings.max_delay_s,
                 max_queue=settings.max_queue,
-                on_batch=(lambda result, manifest=handler.manifest: on_batch(manifest, result)) if on_batch else None,
+                on_batch=lambda result, manifest=handler.manifest: self.observer.batch(manifest, result),
             )
 
     def predict(self, name: str, version: str, items: Sequence[PredictInput]) -> PredictOutcome:
@@ -70,8 +81,10 @@ class InferenceEngine:
         found = self.cache.get_many(keys) if self.cache else [None] * len(items)
         missing = [i for i, prediction in enumerate(found) if prediction is None]
         model_ms, batch_size = 0.0, 0
+        if self.cache:
+            self.observer.cache(len(items) - len(missing), len(missing))
         if missing:
-            result = self.batchers[manifest.id].submit([items[i] for i in missing], self.settings.timeout_s)
+            result = self._submit(manifest, [items[i] for i in missing])
             model_ms, batch_size = result.model_ms, result.batch_size
             for i, prediction in zip(missing, result.outputs):
                 found[i] = prediction
@@ -84,8 +97,14 @@ class InferenceEngine:
     def embed(self, name: str, version: str, texts: Sequence[str]) -> EmbedOutcome:
         handler = self.registry.resolve(name, version)
         handler.require("embed")
-        result = self.batchers[handler.manifest.id].submit(list(texts), self.settings.timeout_s)
+        result = self._submit(handler.manifest, list(texts))
         return EmbedOutcome(handler.manifest, result.outputs, result.model_ms, result.batch_size)
+
+    def _submit(self, manifest: Manifest, inputs: list) -> BatchResult:
+        batcher = self.batchers[manifest.id]
+        result = batcher.submit(inputs, self.settings.timeout_s)
+        self.observer.queued(manifest, result.queue_ms, batcher.depth)
+        return result
 
     def queue_depths(self) -> dict[str, int]:
         return {model_id: batcher.depth for model_id, batcher in self.batchers.items()}
