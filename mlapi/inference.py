@@ -146,8 +146,9 @@ class EmbeddingResponseSchema(ma.Schema):
 
 
 def _items_in_body(field: str) -> int:
-    """What a request costs against the quota: one per input."""
-    value = (request.get_json(silent=True) or {}).get(field) if request.is_json else None
+    """What a request costs against the quota: one per input (at least one, whatever the body)."""
+    body = request.get_json(silent=True) if request.is_json else None
+    value = body.get(field) if isinstance(body, dict) else None
     return len(value) if isinstance(value, list) and value else 1
 
 

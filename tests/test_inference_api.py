@@ -193,3 +193,11 @@ def test_a_batch_costs_one_per_input(client, factory):
     assert response.headers["X-RateLimit-Remaining"] == "1"
     assert client.post("/v1/predict/batch", json={"inputs": ["a", "b"]}, headers=headers).status_code == 429
     assert predict(client, headers, text="one more").status_code == 200
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"just a string"', '{"inputs": "not a list"}', "null", "{broken"])
+def test_odd_bodies_still_count_against_the_quota(client, factory, body):
+    headers = factory.key_headers(factory.user(tier="free"))
+    response = client.post("/v1/predict/batch", data=body, content_type="application/json", headers=headers)
+    assert response.status_code in (400, 422)
+    assert response.headers["X-RateLimit-Remaining"] == "9"
