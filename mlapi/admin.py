@@ -65,7 +65,7 @@ def update_user(body: dict, username: str) -> User:
     return accounts.update_user(db.session, username, **body)
 
 
-@blp.route("/users/<username>/api-keys/<int:key_id>", methods=["DELETE"])
+@blp.route("/users/<username>/api-keys/<int(max=2147483647):key_id>", methods=["DELETE"])
 @requires_auth(blp, admin=True)
 @blp.response(204)
 @blp.alt_response(404, description="No such user, or no such key of theirs.")

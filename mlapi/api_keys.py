@@ -51,7 +51,7 @@ def create_key(body: dict) -> dict:
     return {**{name: getattr(record, name) for name in ApiKeySchema().fields}, "key": key}
 
 
-@blp.route("/<int:key_id>", methods=["DELETE"])
+@blp.route("/<int(max=2147483647):key_id>", methods=["DELETE"])
 @requires_auth(blp)
 @blp.response(204)
 @blp.alt_response(404, description="No such key among the caller's keys.")

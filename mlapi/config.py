@@ -23,6 +23,9 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 _T = TypeVar("_T")
 
 
+_SECRET_BEARING = {"MLAPI_SECRET_KEY", "MLAPI_DATABASE_URL", "MLAPI_REDIS_URL", "MLAPI_METRICS_TOKEN"}
+
+
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -77,7 +80,9 @@ class _Reader:
         try:
             return parse(raw.strip())
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{name}={raw!r}: {exc}") from None
+            # URLs and tokens may hold passwords: name the variable, never echo its value.
+            shown = name if name in _SECRET_BEARING else f"{name}={raw!r}"
+            raise ConfigError(f"{shown}: {exc}") from None
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:

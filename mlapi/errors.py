@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -161,8 +162,17 @@ def handle_domain_error(exc: StoreError | ServingError) -> ResponseReturnValue:
     return error_response(status, str(exc), error=error, headers=headers)
 
 
+def handle_database_unavailable(exc: OperationalError | InterfaceError) -> ResponseReturnValue:
+    # Connection refused, server restarting, SQLite locked past its timeout: worth a retry.
+    logger.warning("database unavailable: %s", exc.orig if getattr(exc, "orig", None) else exc)
+    return error_response(503, "The database is unavailable; try again shortly.", error="database_unavailable",
+                          headers={"Retry-After": "1"})
+
+
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(StoreError, handle_domain_error)
     app.register_error_handler(ServingError, handle_domain_error)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(InterfaceError, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected_exception)

@@ -146,8 +146,15 @@ class EmbeddingResponseSchema(ma.Schema):
 
 
 def _items_in_body(field: str) -> int:
-    """What a request costs against the quota: one per input (at least one, whatever the body)."""
-    body = request.get_json(silent=True) if request.is_json else None
+    """What a request costs against the quota: one per input (at least one, whatever the body).
+
+    It runs inside the limiter, which takes any error for a storage outage: it must not raise,
+    even when the body cannot be read (a client that hangs up, a chunked body over the limit).
+    """
+    try:
+        body = request.get_json(silent=True) if request.is_json else None
+    except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
+        return 1
     value = body.get(field) if isinstance(body, dict) else None
     return len(value) if isinstance(value, list) and value else 1
 

@@ -82,8 +82,11 @@ def record_batch(manifest: Manifest, result: BatchResult) -> None:
     BATCH_SIZE.labels(*labels).observe(result.batch_size)
 
 
-def record_queue(manifest: Manifest, queue_ms: float, depth: int) -> None:
+def record_queue_wait(manifest: Manifest, queue_ms: float) -> None:
     QUEUE_WAIT.labels(manifest.name, manifest.version).observe(queue_ms / 1000)
+
+
+def record_queue_depth(manifest: Manifest, depth: int) -> None:
     QUEUE_DEPTH.labels(manifest.name, manifest.version).set(depth)
 
 

@@ -62,8 +62,13 @@ def _client_key() -> str:
 
 
 def _login_username_key() -> str:
-    # Case-folded so that "Alice" and "alice" share one budget of guesses.
-    return _key("login-user", (request.form.get("username") or "-").casefold())
+    # Case-folded so that "Alice" and "alice" share one budget of guesses. Never raises (the
+    # limiter would take an unreadable body for a storage outage).
+    try:
+        username = request.form.get("username") or "-"
+    except Exception:  # noqa: BLE001
+        username = "-"
+    return _key("login-user", username.casefold())
 
 
 def limit_by_account_or_ip(cost: Callable[[], int] | None = None) -> Callable[[_View], _View]:

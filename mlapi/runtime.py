@@ -72,8 +72,11 @@ class MetricsObserver(Observer):
     def batch(self, manifest, result):  # noqa: ANN001, ANN201 (Observer's signature)
         metrics.record_batch(manifest, result)
 
-    def queued(self, manifest, queue_ms, depth):  # noqa: ANN001, ANN201
-        metrics.record_queue(manifest, queue_ms, depth)
+    def queued(self, manifest, queue_ms):  # noqa: ANN001, ANN201
+        metrics.record_queue_wait(manifest, queue_ms)
+
+    def depth(self, manifest, depth):  # noqa: ANN001, ANN201
+        metrics.record_queue_depth(manifest, depth)
 
     def cache(self, hits, misses):  # noqa: ANN001, ANN201
         metrics.record_cache(hits, misses)

@@ -35,7 +35,7 @@ class ApiKeySchema(ma.Schema):
 
 
 class PageArgsSchema(ma.Schema):
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=1_000_000))
     page_size = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
 
 

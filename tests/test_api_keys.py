@@ -84,3 +84,9 @@ def test_last_used_is_written_at_most_once_a_minute(client, factory, alice):
     client.get("/v1/users/me", headers={"X-API-Key": key})
     db.session.expire_all()
     assert db.session.get(ApiKey, record.id).last_used_at > first
+
+
+@pytest.mark.parametrize("key_id", ["99999999999999999999", "2147483648"])
+def test_out_of_range_ids_are_404(client, headers, key_id):
+    response = client.delete(f"/v1/api-keys/{key_id}", headers=headers)
+    assert response.status_code == 404 and response.get_json()["error"] == "not_found"

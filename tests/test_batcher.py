@@ -159,3 +159,18 @@ def test_close_drains_the_queue_then_refuses(model):
         closer.join(10)
         assert sorted(f.result().outputs[0] for f in futures) == [0, 2, 4, 6, 8]
     assert not closer.is_alive()
+
+
+def test_failing_hooks_never_stop_the_runner(model):
+    depths = []
+
+    def broken(_):
+        raise RuntimeError("metrics storage is gone")
+
+    batcher = make(model, on_batch=broken, on_depth=lambda depth: depths.append(depth) or broken(depth))
+    try:
+        assert batcher.submit([1], timeout_s=10).outputs == [2]
+        assert batcher.submit([2], timeout_s=10).outputs == [4]
+    finally:
+        batcher.close()
+    assert depths and depths[0] == 1  # depth reported on enqueue (and again as batches leave)

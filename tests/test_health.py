@@ -65,3 +65,16 @@ def test_not_ready_when_configured_redis_is_down(tmp_path):
     checks = response.get_json()["checks"]
     assert checks["database"]["status"] == "ok"
     assert checks["redis"]["status"] == "fail"
+
+
+def test_requests_that_need_the_database_get_503_while_it_is_down(tmp_path):
+    app = create_app({"MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'gone' / 'x.db'}"}, load_models=False)
+    try:
+        response = app.test_client().get("/v1/users/me", headers={"X-API-Key": "mlapi_" + "k" * 43})
+        login = app.test_client().post("/v1/token", data={"username": "a", "password": "b"})
+    finally:
+        db.dispose()
+    for answer in (response, login):
+        assert answer.status_code == 503
+        assert answer.get_json()["error"] == "database_unavailable"
+        assert answer.headers["Retry-After"] == "1"

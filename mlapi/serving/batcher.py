@@ -62,6 +62,7 @@ class Batcher:
         max_delay_s: float = 0.005,
         max_queue: int = 256,
         on_batch: Callable[[BatchResult], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
         self.run = run
         self.name = name
@@ -69,6 +70,7 @@ class Batcher:
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.on_depth = on_depth
         self._queue: deque[_Work] = deque()
         self._queued_inputs = 0
         self._lock = threading.Condition()
@@ -92,12 +94,15 @@ class Batcher:
                 raise QueueFull(f"model {self.name} has {self._queued_inputs} inputs queued; try again shortly")
             self._queue.append(work)
             self._queued_inputs += len(inputs)
+            depth = self._queued_inputs
             self._lock.notify()
+        self._report_depth(depth)
         try:
             return work.future.result(timeout=timeout_s)
         except FutureTimeout:
             # Dropped if it has not started; if it is running, its outputs are discarded.
-            work.future.cancel()
+            if not work.future.cancel() and work.future.done() and work.future.exception() is None:
+                return work.future.result()  # it finished just as the deadline passed
             raise DeadlineExceeded(f"model {self.name} did not answer within {timeout_s:g}s") from None
         except CancelledError:
             raise DeadlineExceeded(f"model {self.name} did not answer within {timeout_s:g}s") from None
@@ -140,8 +145,16 @@ class Batcher:
         self._queued_inputs -= len(work.inputs)
         return work
 
+    def _report_depth(self, depth: int) -> None:
+        if self.on_depth is not None:
+            try:
+                self.on_depth(depth)
+            except Exception:  # noqa: BLE001 (metrics must never stop serving)
+                logger.exception("queue-depth hook failed for model %s", self.name)
+
     def _serve(self) -> None:
         while (batch := self._take_batch()) is not None:
+            self._report_depth(self._queued_inputs)
             live = [work for work in batch if work.future.set_running_or_notify_cancel()]
             if live:
                 self._run(live)
@@ -170,4 +183,7 @@ class Batcher:
             offset += len(work.inputs)
             work.future.set_result(result)
         if self.on_batch is not None:
-            self.on_batch(BatchResult([], model_ms, 0.0, len(inputs)))
+            try:
+                self.on_batch(BatchResult([], model_ms, 0.0, len(inputs)))
+            except Exception:  # noqa: BLE001 (metrics must never stop the runner)
+                logger.exception("batch hook failed for model %s", self.name)

@@ -25,7 +25,9 @@ class Observer:
 
     def batch(self, manifest: Manifest, result: BatchResult) -> None: ...
 
-    def queued(self, manifest: Manifest, queue_ms: float, depth: int) -> None: ...
+    def queued(self, manifest: Manifest, queue_ms: float) -> None: ...
+
+    def depth(self, manifest: Manifest, depth: int) -> None: ...
 
     def cache(self, hits: int, misses: int) -> None: ...
 
@@ -71,6 +73,7 @@ class InferenceEngine:
                 max_delay_s=settings.max_delay_s,
                 max_queue=settings.max_queue,
                 on_batch=lambda result, manifest=handler.manifest: self.observer.batch(manifest, result),
+                on_depth=lambda depth, manifest=handler.manifest: self.observer.depth(manifest, depth),
             )
 
     def predict(self, name: str, version: str, items: Sequence[PredictInput]) -> PredictOutcome:
@@ -101,9 +104,8 @@ class InferenceEngine:
         return EmbedOutcome(handler.manifest, result.outputs, result.model_ms, result.batch_size)
 
     def _submit(self, manifest: Manifest, inputs: list) -> BatchResult:
-        batcher = self.batchers[manifest.id]
-        result = batcher.submit(inputs, self.settings.timeout_s)
-        self.observer.queued(manifest, result.queue_ms, batcher.depth)
+        result = self.batchers[manifest.id].submit(inputs, self.settings.timeout_s)
+        self.observer.queued(manifest, result.queue_ms)
         return result
 
     def queue_depths(self) -> dict[str, int]:
