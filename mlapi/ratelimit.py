@@ -131,6 +131,14 @@ def _retry_after_on_refusals_only(response: Response) -> Response:
 def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
     account = _account()
     metrics.record_rate_limit_rejection(account.tier if account is not None else "anonymous")
+    cost, allowed = exc.limit.deduction_amount, exc.limit.limit.amount
+    if cost > allowed:
+        # Waiting would never help: say so instead of sending the client into a retry loop.
+        return error_response(
+            422,
+            f"This request holds {cost} items, more than the whole quota ({exc.limit.limit}); split it.",
+            error="exceeds_quota",
+        )
     # Retry-After and X-RateLimit-* are added by the limiter's after-request hook.
     return error_response(429, exc.description or "Rate limit exceeded.", error="rate_limit_exceeded")
 

@@ -167,3 +167,12 @@ def test_forwarded_for_is_the_client_behind_one_trusted_proxy(tmp_path):
         assert client.get("/v1/users/me", headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 401
     finally:
         db.dispose()
+
+
+def test_a_request_larger_than_the_whole_quota_is_422_not_429(client, factory):
+    headers = factory.key_headers(factory.user(tier="free"))
+    response = client.post("/probe/items", json={"items": list(range(11))}, headers=headers)
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "exceeds_quota" and "11 items" in response.get_json()["detail"]
+    assert "Retry-After" not in response.headers
+    assert client.post("/probe/items", json={"items": list(range(10))}, headers=headers).status_code == 200
