@@ -29,6 +29,7 @@ from mlapi.extensions import limiter
 logger = logging.getLogger("mlapi.ratelimit")
 _View = TypeVar("_View", bound=Callable[..., Any])
 
+
 def _key(*parts: object) -> str:
     """A counter key, namespaced so that deployments (and test runs) sharing one Redis stay apart."""
     return "/".join([current_app.config["MLAPI_SETTINGS"].redis_prefix, *map(str, parts)])

@@ -1,13 +1,12 @@
 """Batching through HTTP: cached answers, overload (503), deadlines (504), failed batches (500)."""
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from mlapi.extensions import db
-from tests.conftest import MODEL_DIR, make_test_app
+from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.plugin_handler import ScriptedClassifier
 
