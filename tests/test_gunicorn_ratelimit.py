@@ -30,13 +30,13 @@ def accounts_db():
         yield SimpleNamespace(url=url, free_key=free_key, pro_key=pro_key)
 
 
-def server(tmp_path, accounts_db, name, **settings):
-    # No models: these servers are about limits, and boot in a second without weights to load.
+def server(tmp_path, accounts_db, name, models=False, **settings):
+    # Without models unless asked: most of these servers are about limits, and boot in a second.
     (tmp_path / "no-models").mkdir(exist_ok=True)
     env = {
         "MLAPI_DATABASE_URL": accounts_db.url,
         "MLAPI_REDIS_URL": REDIS_URL,
-        "MLAPI_MODEL_DIR": str(tmp_path / "no-models"),
+        **({} if models else {"MLAPI_MODEL_DIR": str(tmp_path / "no-models")}),
         **settings,
     }
     return GunicornServer(tmp_path / f"{name}.log", env, workers=2, threads=2)
@@ -139,3 +139,15 @@ def test_login_throttle(tmp_path, accounts_db):
         ]
     assert [a.status_code for a in attempts] == [401] * 5 + [429]
     assert attempts[-1].headers["Retry-After"]
+
+
+def test_a_batch_of_n_consumes_n_across_workers(tmp_path, accounts_db):
+    settings = {"MLAPI_REDIS_PREFIX": unique_prefix(), "MLAPI_CACHE_TTL_S": "0"}
+    headers = {"X-API-Key": accounts_db.free_key, "Connection": "close"}
+    with server(tmp_path, accounts_db, "batch", models=True, **settings) as srv:
+        first = requests.post(f"{srv.url}/v1/predict/batch", json={"inputs": ["a", "b", "c", "d"]}, headers=headers, timeout=60)
+        second = requests.post(f"{srv.url}/v1/predict/batch", json={"inputs": list("efghij")}, headers=headers, timeout=60)
+        refused = requests.post(f"{srv.url}/v1/predict", json={"text": "one more"}, headers=headers, timeout=60)
+    assert (first.status_code, first.headers["X-RateLimit-Remaining"]) == (200, "6")
+    assert (second.status_code, second.headers["X-RateLimit-Remaining"]) == (200, "0")
+    assert refused.status_code == 429 and refused.json()["error"] == "rate_limit_exceeded"
