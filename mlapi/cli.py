@@ -30,6 +30,17 @@ def cli() -> None:
     """Administer mlapi: database migrations, users and API keys."""
 
 
+def _add_remote_commands() -> None:
+    # Registered on the group itself: they call a remote server and never build the app.
+    from mlapi.commands import remote
+
+    cli.add_command(remote.predict)
+    cli.add_command(remote.embed)
+
+
+_add_remote_commands()
+
+
 def main() -> None:
     try:
         cli.main(prog_name="mlapi")
