@@ -65,7 +65,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         "device": device,
         "worker_slot": slot,
     }
-    readiness.register_check(app, "models", lambda: _check_models(loaded))
+    readiness.register_check(app, "models", lambda: _check_models(app.extensions["mlapi_engine"]))
 
 
 class MetricsObserver(Observer):
@@ -89,6 +89,9 @@ def shutdown(app: Flask) -> None:
         found.close()
 
 
-def _check_models(loaded: ModelRegistry) -> None:
-    if not loaded.handlers:
+def _check_models(serving: InferenceEngine) -> None:
+    if not serving.registry.handlers:
         raise RuntimeError("no models loaded")
+    stopped = [model_id for model_id, batcher in serving.batchers.items() if not batcher.alive]
+    if stopped:
+        raise RuntimeError(f"runner stopped for {', '.join(stopped)}")

@@ -78,3 +78,10 @@ def test_requests_that_need_the_database_get_503_while_it_is_down(tmp_path):
         assert answer.status_code == 503
         assert answer.get_json()["error"] == "database_unavailable"
         assert answer.headers["Retry-After"] == "1"
+
+
+def test_not_ready_when_a_models_runner_has_stopped(app):
+    app.extensions["mlapi_engine"].batchers["minilm:1.0"].close()
+    response = app.test_client().get("/ready")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["models"] == {"status": "fail", "detail": "RuntimeError"}

@@ -80,6 +80,11 @@ class Batcher:
         self._thread.start()
 
     @property
+    def alive(self) -> bool:
+        """Whether the runner thread still serves (it stops only on close)."""
+        return self._thread.is_alive()
+
+    @property
     def depth(self) -> int:
         """Inputs waiting in the queue."""
         return self._queued_inputs
