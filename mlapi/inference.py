@@ -85,8 +85,8 @@ class StringOrStrings(ma.fields.Field):
         if not 1 <= len(items) <= MAX_ITEMS:
             raise ma.ValidationError(f"Must hold 1 to {MAX_ITEMS} strings.")
         for item in items:
-            if not 1 <= len(item) <= MAX_TEXT or not item.strip():
-                raise ma.ValidationError(f"Each string must have 1 to {MAX_TEXT} characters, not all blank.")
+            for validate in TEXT:  # the same rules as /v1/predict's text
+                validate(item)
         return items
 
 

@@ -117,6 +117,8 @@ def test_embeddings_single_string_and_base64(client, headers):
         ("/v1/embeddings", {"input": []}, "input"),
         ("/v1/embeddings", {"input": ["x"] * 101}, "input"),
         ("/v1/embeddings", {"input": [1, 2]}, "input"),
+        ("/v1/embeddings", {"input": ["fine", "   "]}, "input"),
+        ("/v1/embeddings", {"input": "x" * 5001}, "input"),
         ("/v1/embeddings", {"input": "ok", "encoding_format": "int8"}, "encoding_format"),
     ],
 )
