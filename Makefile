@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 BENCH_ARGS ?=
 
-.PHONY: install dev run test bench clean
+.PHONY: install dev chromium run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-dev: $(VENV)/.dev-installed
+dev: $(VENV)/.dev-installed chromium
+
+# The docs browser test drives Debian's chromium (Playwright never downloads one); installed here
+# when missing (root, as on the CI machines).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 run: install
 	$(BIN)/mlapi db upgrade
