@@ -1,17 +1,19 @@
-"""``/v1/admin``: user and key administration, for accounts with the admin role."""
+"""``/v1/admin``: user and key administration, and its audit log, for accounts with the admin role."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.auth import requires_auth
+from mlapi.auth import current_actor, requires_auth
 from mlapi.extensions import db
 from mlapi.openapi import Blueprint
 from mlapi.schemas import PASSWORD, TIER, USERNAME, PageArgsSchema, PaginationSchema, UserSchema, pagination
-from mlapi.store import accounts, api_keys
+from mlapi.store import accounts, api_keys, audit
 from mlapi.store.models import User
 
-blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administer users and keys (admins only).")
+blp = Blueprint(
+    "admin", __name__, url_prefix="/v1/admin", description="Administer users and keys, read the audit log (admins only)."
+)
 
 
 class NewUserSchema(ma.Schema):
@@ -34,6 +36,29 @@ class UserPageSchema(ma.Schema):
     pagination = ma.fields.Nested(PaginationSchema)
 
 
+class AuditQuerySchema(PageArgsSchema):
+    action = ma.fields.String(validate=ma.validate.OneOf(audit.ACTIONS))
+    actor = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
+    target = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+
+
+class AuditEventSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    occurred_at = ma.fields.DateTime(dump_only=True)
+    actor = ma.fields.String(dump_only=True, metadata={"description": "A username, or cli:<OS user>."})
+    action = ma.fields.String(dump_only=True, metadata={"enum": list(audit.ACTIONS)})
+    target = ma.fields.String(dump_only=True, metadata={"description": "The username acted on."})
+    source = ma.fields.String(dump_only=True, metadata={"enum": ["api", "cli"]})
+    request_id = ma.fields.String(dump_only=True, allow_none=True)
+    ip_address = ma.fields.String(dump_only=True, allow_none=True)
+    detail = ma.fields.Dict(dump_only=True, allow_none=True, metadata={"description": "What changed; never a secret."})
+
+
+class AuditPageSchema(ma.Schema):
+    data = ma.fields.List(ma.fields.Nested(AuditEventSchema))
+    pagination = ma.fields.Nested(PaginationSchema)
+
+
 @blp.route("/users", methods=["GET"])
 @requires_auth(blp, admin=True)
 @blp.arguments(PageArgsSchema, location="query")
@@ -52,7 +77,7 @@ def list_users(args: dict) -> dict:
 @blp.alt_response(409, description="The username is taken.")
 def create_user(body: dict) -> User:
     """Create a user."""
-    return accounts.create_user(db.session, **body)
+    return accounts.create_user(db.session, **body, actor=current_actor())
 
 
 @blp.route("/users/<username>", methods=["PATCH"])
@@ -62,7 +87,7 @@ def create_user(body: dict) -> User:
 @blp.alt_response(404, description="No such user.")
 def update_user(body: dict, username: str) -> User:
     """Change a user's tier, disabled flag or admin role; applies on their next request."""
-    return accounts.update_user(db.session, username, **body)
+    return accounts.update_user(db.session, username, **body, actor=current_actor())
 
 
 @blp.route("/users/<username>/api-keys/<int(max=2147483647):key_id>", methods=["DELETE"])
@@ -71,4 +96,16 @@ def update_user(body: dict, username: str) -> User:
 @blp.alt_response(404, description="No such user, or no such key of theirs.")
 def revoke_user_key(username: str, key_id: int) -> None:
     """Revoke one of a user's API keys."""
-    api_keys.revoke_api_key(db.session, key_id, owner=accounts.get_user(db.session, username))
+    owner = accounts.get_user(db.session, username)
+    api_keys.revoke_api_key(db.session, key_id, owner=owner, actor=current_actor())
+
+
+@blp.route("/audit", methods=["GET"])
+@requires_auth(blp, admin=True)
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, AuditPageSchema)
+def list_audit_events(args: dict) -> dict:
+    """The audit log of administrative actions, newest first, optionally filtered by action, actor or target."""
+    page, size = args.pop("page"), args.pop("page_size")
+    events, total = audit.list_events(db.session, **args, offset=(page - 1) * size, limit=size)
+    return {"data": events, "pagination": pagination(page, size, total)}

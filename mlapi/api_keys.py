@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.auth import current_account, requires_auth
+from mlapi.auth import current_account, current_actor, requires_auth
 from mlapi.extensions import db
 from mlapi.openapi import Blueprint
 from mlapi.request_context import no_store
@@ -47,7 +47,9 @@ def list_keys() -> dict:
 def create_key(body: dict) -> dict:
     """Create a key for the caller. The response holds the key; it cannot be shown again."""
     no_store()
-    record, key = api_keys.create_api_key(db.session, _owner(), body["label"], body.get("expires_in_days"))
+    record, key = api_keys.create_api_key(
+        db.session, _owner(), body["label"], body.get("expires_in_days"), actor=current_actor()
+    )
     return {**{name: getattr(record, name) for name in ApiKeySchema().fields}, "key": key}
 
 
@@ -57,4 +59,4 @@ def create_key(body: dict) -> dict:
 @blp.alt_response(404, description="No such key among the caller's keys.")
 def revoke_key(key_id: int) -> None:
     """Revoke one of the caller's keys, for every worker and host at once."""
-    api_keys.revoke_api_key(db.session, key_id, owner=_owner())
+    api_keys.revoke_api_key(db.session, key_id, owner=_owner(), actor=current_actor())

@@ -9,6 +9,8 @@ every worker and every instance on the next request.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +28,8 @@ from mlapi.openapi import Blueprint
 from mlapi.ratelimit import limit_by_account_or_ip
 from mlapi.request_context import add_access_log_fields
 from mlapi.store.api_keys import KeyOwner, check_api_key, looks_like_api_key
-from mlapi.store.models import User
+from mlapi.store.audit import Actor
+from mlapi.store.models import RevokedToken, User
 from mlapi.store.tokens import is_token_revoked
 
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
@@ -57,6 +60,19 @@ class Account:
 
 def current_account() -> Account:
     return g.account
+
+
+def current_actor() -> Actor:
+    """The caller as the audit log names them, with this request's ID and client address."""
+    return Actor(current_account().username, "api", request_id=g.get("request_id"), ip_address=_client_ip())
+
+
+def _client_ip() -> str | None:
+    """The client's address, or None where a misconfigured proxy chain hands over something else."""
+    try:
+        return str(ipaddress.ip_address(request.remote_addr or ""))
+    except ValueError:
+        return None
 
 
 def unauthorized(reason: str, detail: str) -> APIError:

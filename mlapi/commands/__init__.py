@@ -1,10 +1,12 @@
 """Admin CLI command groups, each registered on the app by ``mlapi.cli``."""
 
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
 
+from mlapi.store.audit import Actor
 from mlapi.store.errors import StoreError
 
 
@@ -15,3 +17,12 @@ def store_errors_reported() -> Iterator[None]:
         yield
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def cli_actor() -> Actor:
+    """The operator as the audit log names them: ``cli:<OS user>``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment and no passwd entry (some containers)
+        user = "unknown"
+    return Actor(f"cli:{user}", "cli")

@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from mlapi.commands import cli_actor
 from mlapi.commands.models import open_checked_store
 from mlapi.extensions import db
 from mlapi.store import accounts
@@ -23,7 +24,9 @@ def bootstrap() -> None:
     store = open_checked_store()
     click.echo(f"model store {store.root}: " + ", ".join(f"{m.id}" for m in store.all()))
     if accounts.find_user(db.session, DEMO_USERNAME) is None:
-        accounts.create_user(db.session, DEMO_USERNAME, DEMO_PASSWORD, tier="pro", full_name="Demo User")
+        accounts.create_user(
+            db.session, DEMO_USERNAME, DEMO_PASSWORD, tier="pro", full_name="Demo User", actor=cli_actor()
+        )
         click.echo(f"created development user {DEMO_USERNAME} / {DEMO_PASSWORD} (tier pro)")
     else:
         click.echo(f"development user {DEMO_USERNAME} exists")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from mlapi.commands import store_errors_reported
+from mlapi.commands import cli_actor, store_errors_reported
 from mlapi.extensions import db
 from mlapi.store import accounts, api_keys
 
@@ -24,7 +24,7 @@ def create(username: str, label: str, expires_in_days: int | None) -> None:
     """Create a key for USERNAME and print it (once: only its hash is kept)."""
     with store_errors_reported():
         owner = accounts.get_user(db.session, username)
-        record, key = api_keys.create_api_key(db.session, owner, label, expires_in_days)
+        record, key = api_keys.create_api_key(db.session, owner, label, expires_in_days, actor=cli_actor())
     click.echo(key)
     click.echo(f"key id {record.id}, label {record.label!r}, expires {_date(record.expires_at)}", err=True)
 
@@ -45,5 +45,5 @@ def list_(username: str) -> None:
 def revoke(key_id: int) -> None:
     """Revoke key KEY_ID, for every worker and host at once."""
     with store_errors_reported():
-        api_keys.revoke_api_key(db.session, key_id)
+        api_keys.revoke_api_key(db.session, key_id, actor=cli_actor())
     click.echo(f"key {key_id} revoked")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from mlapi.commands import store_errors_reported
+from mlapi.commands import cli_actor, store_errors_reported
 from mlapi.config import TIERS
 from mlapi.extensions import db
 from mlapi.store import accounts
@@ -24,7 +24,8 @@ def create(username: str, password: str, tier: str, is_admin: bool, email: str |
     """Create user USERNAME."""
     with store_errors_reported():
         user = accounts.create_user(
-            db.session, username, password, tier=tier, is_admin=is_admin, email=email, full_name=full_name
+            db.session, username, password, tier=tier, is_admin=is_admin, email=email, full_name=full_name,
+            actor=cli_actor(),
         )
     click.echo(f"created user {user.username} (id {user.id}, tier {user.tier}{', admin' if user.is_admin else ''})")
 
@@ -44,7 +45,7 @@ def list_() -> None:
 def set_tier(username: str, tier: str) -> None:
     """Move USERNAME to TIER; applies on their next request."""
     with store_errors_reported():
-        accounts.update_user(db.session, username, tier=tier)
+        accounts.update_user(db.session, username, tier=tier, actor=cli_actor())
     click.echo(f"{username} is now on tier {tier}")
 
 
@@ -53,7 +54,7 @@ def set_tier(username: str, tier: str) -> None:
 def disable(username: str) -> None:
     """Refuse every token and key of USERNAME from the next request on."""
     with store_errors_reported():
-        accounts.update_user(db.session, username, disabled=True)
+        accounts.update_user(db.session, username, disabled=True, actor=cli_actor())
     click.echo(f"{username} is disabled")
 
 
@@ -62,5 +63,5 @@ def disable(username: str) -> None:
 def enable(username: str) -> None:
     """Let USERNAME in again."""
     with store_errors_reported():
-        accounts.update_user(db.session, username, disabled=False)
+        accounts.update_user(db.session, username, disabled=False, actor=cli_actor())
     click.echo(f"{username} is enabled")

@@ -7,6 +7,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlapi.config import TIERS
+from mlapi.store import audit
+from mlapi.store.audit import Action, Actor
 from mlapi.store.errors import Conflict, InvalidValue, NotFound
 from mlapi.store.models import User
 from mlapi.store.passwords import hash_password, needs_rehash, verify_password
@@ -21,7 +23,9 @@ def create_user(
     is_admin: bool = False,
     email: str | None = None,
     full_name: str | None = None,
+    actor: Actor | None = None,
 ) -> User:
+    """Create a user; with an ``actor`` (an administrative action) the audit row commits with it."""
     _check_tier(tier)
     user = User(
         username=username,
@@ -32,6 +36,8 @@ def create_user(
         full_name=full_name,
     )
     session.add(user)
+    if actor is not None:
+        audit.record(session, actor, Action.USER_CREATED, username, {"tier": tier, "is_admin": is_admin})
     try:
         session.commit()
     except IntegrityError:
@@ -76,15 +82,27 @@ def update_user(
     tier: str | None = None,
     disabled: bool | None = None,
     is_admin: bool | None = None,
+    actor: Actor | None = None,
 ) -> User:
+    """Apply the given changes; with an ``actor``, one audit row per actual change, in the same commit."""
     user = get_user(session, username)
+    changes: list[tuple[Action, dict | None]] = []
     if tier is not None:
         _check_tier(tier)
+        if tier != user.tier:
+            changes.append((Action.USER_TIER_CHANGED, {"from": user.tier, "to": tier}))
         user.tier = tier
     if disabled is not None:
+        if disabled != user.disabled:
+            changes.append((Action.USER_DISABLED if disabled else Action.USER_ENABLED, None))
         user.disabled = disabled
     if is_admin is not None:
+        if is_admin != user.is_admin:
+            changes.append((Action.USER_ADMIN_GRANTED if is_admin else Action.USER_ADMIN_REVOKED, None))
         user.is_admin = is_admin
+    if actor is not None:
+        for action, detail in changes:
+            audit.record(session, actor, action, username, detail)
     session.commit()
     return user
 

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mlapi.store import audit
+from mlapi.store.audit import Action, Actor
 from mlapi.store.errors import NotFound
 from mlapi.store.models import ApiKey, User, utcnow
 
@@ -29,9 +31,12 @@ def hash_key(key: str) -> str:
 
 
 def create_api_key(
-    session: Session, owner: User, label: str, expires_in_days: int | None = None
+    session: Session, owner: User, label: str, expires_in_days: int | None = None, *, actor: Actor | None = None
 ) -> tuple[ApiKey, str]:
-    """A new key for ``owner``: the record and the key itself, which is never retrievable again."""
+    """A new key for ``owner``: the record and the key itself, which is never retrievable again.
+
+    With an ``actor``, the audit row (key id and prefix, never the key) commits with the key.
+    """
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
     now = utcnow()
     record = ApiKey(
@@ -43,6 +48,9 @@ def create_api_key(
         expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     session.add(record)
+    if actor is not None:
+        session.flush()  # assigns the id that the audit row names
+        audit.record(session, actor, Action.KEY_CREATED, owner.username, _key_detail(record))
     session.commit()
     return record, key
 
@@ -51,15 +59,23 @@ def list_api_keys(session: Session, owner: User) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).where(ApiKey.user_id == owner.id).order_by(ApiKey.id)))
 
 
-def revoke_api_key(session: Session, key_id: int, owner: User | None = None) -> ApiKey:
-    """Revoke a key (of ``owner`` only, when given). Revoking twice is harmless."""
+def revoke_api_key(
+    session: Session, key_id: int, owner: User | None = None, *, actor: Actor | None = None
+) -> ApiKey:
+    """Revoke a key (of ``owner`` only, when given). Revoking twice is harmless and audited once."""
     record = session.get(ApiKey, key_id)
     if record is None or (owner is not None and record.user_id != owner.id):
         raise NotFound(f"no API key {key_id}" + (f" of user {owner.username!r}" if owner else ""))
     if record.revoked_at is None:
         record.revoked_at = utcnow()
+        if actor is not None:
+            audit.record(session, actor, Action.KEY_REVOKED, record.owner.username, _key_detail(record))
         session.commit()
     return record
+
+
+def _key_detail(record: ApiKey) -> dict[str, object]:
+    return {"key_id": record.id, "prefix": record.prefix, "label": record.label}
 
 
 @dataclass(frozen=True)

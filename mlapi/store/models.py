@@ -1,11 +1,11 @@
-"""SQLAlchemy 2.x declarative models of the store: users, API keys, revoked tokens."""
+"""SQLAlchemy 2.x declarative models of the store: users, API keys, revoked tokens, audit events."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Any, Optional
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, MetaData, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mlapi.config import TIERS
@@ -18,6 +18,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Where an administrative action came from: the HTTP API or the `mlapi` command.
+AUDIT_SOURCES = ("api", "cli")
 
 
 def utcnow() -> datetime:
@@ -97,3 +101,29 @@ class RevokedToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """One administrative action: who did what to which account, when, and through which door.
+
+    Names, not foreign keys: the record must outlive the accounts and keys it mentions.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (CheckConstraint(f"source IN {AUDIT_SOURCES!r}", name="source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The acting account's username (API) or ``cli:<OS user>``.
+    actor: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    # The username of the account acted on.
+    target: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(8))
+    request_id: Mapped[Optional[str]] = mapped_column(String(128))
+    ip_address: Mapped[Optional[str]] = mapped_column(String(45))
+    # What changed (tier from/to, key id and prefix); never a password or a key.
+    detail: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"<AuditEvent {self.id} {self.actor} {self.action} {self.target}>"
