@@ -27,6 +27,7 @@ from mlapi import (
     runtime,
     tokens,
     users,
+    v2,
 )
 from mlapi.cli import register_commands
 from mlapi.config import Settings, resolve_settings
@@ -117,5 +118,7 @@ def register_blueprints(app: Flask) -> None:
         admin.blp,
         inference.blp,
         model_catalog.blp,
+        v2.blp,
     ):
         api.register_blueprint(blueprint)
+    v2.init_app(app)

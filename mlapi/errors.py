@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Flask, g, jsonify
+from flask import Flask, current_app, g, has_request_context, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -66,8 +66,29 @@ def envelope(status_code: int, detail: str, *, error: str | None = None, **extra
         "request_id": g.get("request_id"),
         "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
     }
+    if _message_in_error():
+        body["code"], body["error"] = body["error"], detail
     body.update(extra)
     return body
+
+
+def register_protocol_errors(app: Flask, url_prefix: str) -> None:
+    """Under ``url_prefix``, ``error`` carries the message and ``code`` the name.
+
+    Protocols such as KServe V2 define errors as ``{"error": "<message>"}``; their clients show
+    that field. The envelope's other fields stay, so every error still carries its request ID.
+    """
+    app.extensions.setdefault("mlapi_protocol_error_prefixes", []).append(url_prefix.rstrip("/"))
+
+
+def _message_in_error() -> bool:
+    if not has_request_context():
+        return False
+    path = request.path
+    return any(
+        path == prefix or path.startswith(prefix + "/")
+        for prefix in current_app.extensions.get("mlapi_protocol_error_prefixes", ())
+    )
 
 
 def error_response(
