@@ -105,6 +105,7 @@ def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
         (400, "The request breaks the protocol or the model's signature; 'error' says how."),
         (404, "No such model or version."),
         (415, "The body is neither JSON nor binary tensor data."),
+        (422, "The request holds more texts than the account's whole quota (exceeds_quota)."),
         (503, "Overloaded (the model's queue is full) or shutting down; see Retry-After."),
         (504, "The model did not answer within MLAPI_INFERENCE_TIMEOUT_S."),
     ):
