@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 
@@ -44,7 +44,12 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # pool_pre_ping: a database restart must not surface as errors on the first requests after it.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=5)
+    options: dict = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "pool_timeout": 5}
+    if url.startswith("postgresql") and "connect_timeout" not in make_url(url).query:
+        # An unreachable host (not a refused port) would otherwise hold a request for the kernel's
+        # TCP timeout, minutes, before the 503.
+        options["connect_args"] = {"connect_timeout": 5}
+    return create_engine(url, **options)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects are untyped)
