@@ -30,7 +30,7 @@ from mlapi import (
     v2,
 )
 from mlapi.cli import register_commands
-from mlapi.config import Settings, resolve_settings
+from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
 from mlapi.extensions import api, cors, db
 from mlapi.logs import configure_logging
 from mlapi.openapi import OPENAPI_CONFIG
@@ -56,6 +56,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_model
 
 
 def configure(app: Flask, settings: Settings) -> None:
+    refuse_debug_in_production(settings, debug=app.debug)
     app.config.update(
         MLAPI_SETTINGS=settings,
         SECRET_KEY=settings.secret_key,

@@ -206,3 +206,26 @@ def _load_user(_header: dict, payload: dict) -> User | None:
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header: dict, payload: dict) -> bool:
     return is_token_revoked(db.session, payload["jti"])
+
+
+_MAX_JTI_LENGTH = RevokedToken.__table__.c.jti.type.length
+_USER_ID = re.compile(r"^[1-9][0-9]{0,9}$")
+_MAX_USER_ID = 2**31 - 1  # users.id is a 32-bit INTEGER
+
+
+@jwt.token_verification_loader
+def _claims_are_ours(_header: dict, payload: dict) -> bool:
+    """Refuse (as invalid_token) a correctly signed token whose claims this service never issues.
+
+    Without a jti that fits the blocklist a token could never be revoked, and a ``sub`` beyond
+    the id column's range makes the user lookup itself fail.
+    """
+    jti, sub = payload.get("jti"), payload.get("sub")
+    return (
+        isinstance(jti, str)
+        and 0 < len(jti) <= _MAX_JTI_LENGTH
+        and isinstance(sub, str)
+        and _USER_ID.match(sub) is not None
+        and int(sub) <= _MAX_USER_ID
+        and payload.get("type") in ("access", "refresh")
+    )

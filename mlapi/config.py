@@ -211,7 +211,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         threads=read.get("MLAPI_THREADS", 4, _int_between(1, 256)),
     )
     _check_production(settings)
+    refuse_debug_in_production(settings, debug=_flask_debug(read.environ))
     return settings
+
+
+def _flask_debug(environ: Mapping[str, str]) -> bool:
+    """Whether FLASK_DEBUG (which ``flask run --debug`` sets too) turns on Flask's debug mode."""
+    value = environ.get("FLASK_DEBUG")
+    return bool(value and value.lower() not in {"0", "false", "no"})  # as flask.helpers.get_debug_flag
+
+
+def refuse_debug_in_production(settings: Settings, *, debug: bool) -> None:
+    # Debug mode sends tracebacks (and, under `flask run`, an interactive debugger) to clients.
+    if settings.production and debug:
+        raise ConfigError("FLASK_DEBUG: production mode refuses to run with Flask's debug mode on")
 
 
 def _check_production(settings: Settings) -> None:

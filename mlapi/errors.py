@@ -190,10 +190,18 @@ def handle_database_unavailable(exc: OperationalError | InterfaceError) -> Respo
                           headers={"Retry-After": "1"})
 
 
+def handle_value_refused_by_database(exc: DataError) -> ResponseReturnValue:
+    # A value the database cannot hold or compare (a NUL in a URL path segment on PostgreSQL, a
+    # number out of the column's range): the request's fault, not the service's.
+    logger.warning("database refused a value: %s", exc.orig if getattr(exc, "orig", None) else exc)
+    return error_response(422, "A value in the request cannot be stored or looked up.", error="validation_error")
+
+
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(StoreError, handle_domain_error)
     app.register_error_handler(ServingError, handle_domain_error)
     app.register_error_handler(OperationalError, handle_database_unavailable)
     app.register_error_handler(InterfaceError, handle_database_unavailable)
+    app.register_error_handler(DataError, handle_value_refused_by_database)
     app.register_error_handler(Exception, handle_unexpected_exception)

@@ -12,6 +12,7 @@ from flask import g, request
 from mlapi.auth import requires_auth
 from mlapi.errors import APIError
 from mlapi.openapi import Blueprint
+from mlapi.schemas import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA
 from mlapi.request_context import add_access_log_fields
 from mlapi.runtime import engine
 from mlapi.serving.manifest import Manifest
@@ -21,21 +22,9 @@ blp = Blueprint("inference", __name__, url_prefix="/v1", description="Prediction
 
 DEFAULT_PREDICT_MODEL = "sentiment"
 DEFAULT_EMBEDDING_MODEL = "minilm"
-MAX_TEXT = 5000
-MAX_ITEMS = 100
-
-
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ma.ValidationError("Must not be blank.")
-
-
 def _unique(values: list) -> None:
     if len(set(values)) != len(values):
         raise ma.ValidationError("Labels must not repeat.")
-
-
-TEXT = [ma.validate.Length(min=1, max=MAX_TEXT), _not_blank]
 
 
 class _ModelArgs(ma.Schema):
@@ -51,9 +40,12 @@ class _PredictOptions(_ModelArgs):
         strict=True, validate=ma.validate.Range(1, 2048), metadata={"description": "Truncates the model input."}
     )
     labels = ma.fields.List(
-        ma.fields.String(validate=[ma.validate.Length(min=1, max=100), _not_blank]),
+        ma.fields.String(validate=[ma.validate.Length(min=1, max=100), NOT_BLANK]),
         validate=[ma.validate.Length(min=2, max=20), _unique],
-        metadata={"description": "Zero-shot: classify into these labels instead of the model's own."},
+        metadata={
+            "description": "Zero-shot: classify into these labels instead of the model's own.",
+            "uniqueItems": True,
+        },
     )
 
 
@@ -91,7 +83,12 @@ class StringOrStrings(ma.fields.Field):
 
 
 class EmbeddingRequestSchema(_ModelArgs):
-    input = StringOrStrings(required=True, metadata={"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
+    input = StringOrStrings(
+        required=True,
+        metadata={
+            "oneOf": [TEXT_SCHEMA, {"type": "array", "items": TEXT_SCHEMA, "minItems": 1, "maxItems": MAX_ITEMS}]
+        },
+    )
     encoding_format = ma.fields.String(load_default="float", validate=ma.validate.OneOf(["float", "base64"]))
     dimensions = ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1))
     user = ma.fields.String(validate=ma.validate.Length(max=256))
@@ -179,7 +176,7 @@ def _options(args: dict) -> dict:
 
 ERRORS_OF_INFERENCE = [
     (404, "No such model or version; the detail names what exists."),
-    (503, "Overloaded (the model's queue is full) or shutting down; see Retry-After."),
+    (503, "Overloaded (the model's queue is full), shutting down, or the database is unavailable; see Retry-After."),
     (504, "The model did not answer within MLAPI_INFERENCE_TIMEOUT_S."),
 ]
 
@@ -243,7 +240,8 @@ def embeddings(args: dict) -> dict:
     name, version = _model(args, DEFAULT_EMBEDDING_MODEL)
     expected = engine().registry.resolve(name, version).describe().get("dimensions")
     if args.get("dimensions") not in (None, expected):
-        raise APIError(422, f"model {name!r} gives {expected} dimensions only", error="validation_error")
+        message = f"model {name!r} gives {expected} dimensions only"
+        raise APIError(422, message, error="validation_error", extra={"errors": {"dimensions": [message]}})
     outcome = engine().embed(name, version, args["input"])
     as_base64 = args["encoding_format"] == "base64"
     tokens = sum(e.tokens for e in outcome.embeddings)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ PREDICT_PARAMETERS: dict[str, tuple[type, float, float]] = {
     "max_tokens": (int, 1, 2048),
 }
 _LENGTH = struct.Struct("<I")  # BYTES elements are each prefixed by their length, little-endian
+# As under /v1: "\ud800" is valid JSON but no text (it cannot be encoded for the tokenizer or the
+# cache key), and NUL is refused alike.
+_UNUSABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 class ProtocolError(ValueError):
@@ -206,6 +210,8 @@ def _decode_text_input(tensor: dict[str, Any], binary: bytes, max_items: int) ->
         elements = _json_elements(tensor.get("data"))
     if len(elements) != count:
         raise ProtocolError(f"input {INPUT_NAME!r} has {len(elements)} elements; its shape {shape} says {count}")
+    if any(_UNUSABLE_CHARACTER.search(element) for element in elements):
+        raise ProtocolError(f"input {INPUT_NAME!r} holds a NUL character or an unpaired UTF-16 surrogate; send text")
     return elements
 
 

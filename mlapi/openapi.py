@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, NoReturn
 
 import flask
 import flask_smorest
 import marshmallow as ma
+from apispec import APISpec, BasePlugin
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
@@ -32,7 +34,8 @@ OPENAPI_CONFIG: dict[str, Any] = {
 
 
 class StrictContentTypeParser(FlaskParser):
-    """Answers 415 when a body arrives in a media type the endpoint does not take.
+    """Answers 415 when a body arrives in a media type the endpoint does not take, and 400 when
+    a body is not text the service can use.
 
     webargs would otherwise treat a non-JSON body as absent and report missing fields.
     """
@@ -42,12 +45,42 @@ class StrictContentTypeParser(FlaskParser):
     def load_json(self, req: flask.Request, schema: ma.Schema) -> Any:
         if not core.is_json(req.mimetype):
             _unsupported("application/json", req.mimetype)
-        return super().load_json(req, schema)
+        try:
+            data = super().load_json(req, schema)
+        except RecursionError:
+            # json.loads gives up on deep nesting ("[[[[...", well within the body limit) with a
+            # RecursionError rather than a JSONDecodeError: still the client's malformed body.
+            raise APIError(400, "The JSON body is nested too deeply.") from None
+        _refuse_unusable_text(data)
+        return data
 
     def load_form(self, req: flask.Request, schema: ma.Schema) -> Any:
         if req.mimetype not in FORM_MIMETYPES:
             _unsupported(" or ".join(FORM_MIMETYPES), req.mimetype)
+        _refuse_unusable_text(list(req.form.items(multi=True)))
         return super().load_form(req, schema)
+
+    def load_querystring(self, req: flask.Request, schema: ma.Schema) -> Any:
+        _refuse_unusable_text(list(req.args.items(multi=True)))
+        return super().load_querystring(req, schema)
+
+
+# NUL, which PostgreSQL cannot store, and lone UTF-16 surrogates ("\ud800" is valid JSON but no
+# text: it cannot be encoded to UTF-8 for the database, the cache key or the tokenizer).
+_UNUSABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def _refuse_unusable_text(data: Any) -> None:
+    pending = [data]
+    while pending:  # a loop, not recursion: the JSON may be nested nearly to the recursion limit
+        value = pending.pop()
+        if isinstance(value, str):
+            if _UNUSABLE_CHARACTER.search(value):
+                raise APIError(400, "The request holds a NUL character or an unpaired UTF-16 surrogate; send text.")
+        elif isinstance(value, dict):
+            pending.extend(value.items())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
 
 
 def _unsupported(expected: str, got: str) -> NoReturn:
@@ -57,6 +90,10 @@ def _unsupported(expected: str, got: str) -> NoReturn:
 class ErrorSchema(ma.Schema):
     """The one error envelope (see mlapi.errors)."""
 
+    class Meta:
+        # Some errors carry more: /ready its checks, /v2 the error's name as ``code``.
+        unknown = ma.INCLUDE
+
     error = ma.fields.String(required=True, metadata={"example": "not_found"})
     detail = ma.fields.String(required=True)
     status_code = ma.fields.Integer(required=True)
@@ -65,8 +102,66 @@ class ErrorSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "Messages per field (validation errors only)."})
 
 
+class CommonErrorsPlugin(BasePlugin):
+    """Documents, once for every operation, the errors that follow from its shape.
+
+    - any request: 413, as a body over ``MLAPI_MAX_BODY_BYTES`` is refused before routing;
+    - a body: 400 (malformed, or text the service cannot use) and 415 (another media type);
+      query parameters: 400 as well;
+    - credentials (it documents 401): 503, as they are looked up in the database on every request.
+
+    What an operation documents itself is left as it is.
+    """
+
+    RESPONSES = {
+        "MALFORMED_REQUEST": "Malformed JSON, or text with a NUL or an unpaired surrogate.",
+        "BODY_TOO_LARGE": "The body exceeds MLAPI_MAX_BODY_BYTES.",
+        "WRONG_MEDIA_TYPE": "The body is not of the documented media type.",
+        "DATABASE_UNAVAILABLE": "The database is unavailable (error: database_unavailable); see Retry-After.",
+    }
+
+    def init_spec(self, spec: APISpec) -> None:
+        for name, description in self.RESPONSES.items():
+            content = {"application/json": {"schema": ErrorSchema}}
+            spec.components.response(name, {"description": description, "content": content}, lazy=True)
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            has_body = "requestBody" in operation
+            has_query = any(_location(parameter) == "query" for parameter in operation.get("parameters", []))
+            _document(responses, 413, "BODY_TOO_LARGE")
+            if has_body or has_query:
+                _document(responses, 400, "MALFORMED_REQUEST")
+            if has_body:
+                _document(responses, 415, "WRONG_MEDIA_TYPE")
+            if _documents(responses, 401):
+                _document(responses, 503, "DATABASE_UNAVAILABLE")
+
+
+def _location(parameter: Any) -> str | None:
+    return parameter.get("in") if isinstance(parameter, dict) else None
+
+
+def _documents(responses: dict, status: int) -> bool:
+    # Decorators give status codes as ints, strings or HTTPStatus members.
+    return any(code == status or str(code) == str(status) for code in responses)
+
+
+def _document(responses: dict, status: int, component: str) -> None:
+    if not _documents(responses, status):
+        responses[status] = component
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, app: flask.Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs: Any) -> None:
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = [
+            CommonErrorsPlugin(), *spec_kwargs.get("extra_plugins", ())
+        ]
+        super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
     def _register_error_handlers(self) -> None:
         """Errors are rendered by mlapi.errors, for every blueprint alike."""
@@ -74,3 +169,9 @@ class Api(flask_smorest.Api):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictContentTypeParser()
+
+    def alt_response(self, status_code: int, response: Any = None, *, schema: Any = None, **kwargs: Any) -> Any:
+        """An error (4xx, 5xx) is documented as the error envelope unless told otherwise."""
+        if response is None and schema is None and int(status_code) >= 400:
+            schema = ErrorSchema
+        return super().alt_response(status_code, response, schema=schema, **kwargs)

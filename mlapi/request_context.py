@@ -31,7 +31,17 @@ def _begin_request() -> None:
 def _enforce_body_limit() -> None:
     # Werkzeug enforces MAX_CONTENT_LENGTH only when a view reads the body; refuse early for all.
     limit = request.max_content_length
-    if limit is not None and request.content_length is not None and request.content_length > limit:
+    if limit is None:
+        return
+    if request.content_length is not None:
+        too_large = request.content_length > limit
+    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # No length up front, and Werkzeug silently cuts such a body at the limit (a view would
+        # see truncated JSON): read it now, at most the limit, and look one byte beyond.
+        too_large = len(request.get_data(cache=True)) >= limit and bool(request.environ["wsgi.input"].read(1))
+    else:
+        too_large = False
+    if too_large:
         raise RequestEntityTooLarge(f"The request body exceeds the limit of {limit} bytes.")
 
 

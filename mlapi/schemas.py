@@ -1,4 +1,4 @@
-"""Schemas shared by more than one blueprint: users, API keys and page envelopes."""
+"""Schemas shared by more than one blueprint: users, API keys, page envelopes and input texts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,31 @@ from mlapi.config import TIERS
 USERNAME = ma.validate.Regexp(r"^[A-Za-z0-9_.-]{3,64}$", error="3 to 64 letters, digits, '.', '_' or '-'.")
 PASSWORD = ma.validate.Length(min=8, max=1024)
 TIER = ma.validate.OneOf(TIERS)
+
+# Inference inputs, the same under /v1 and /v2.
+MAX_TEXT = 5000
+MAX_ITEMS = 100
+
+
+class Contains(ma.validate.Regexp):
+    """Passes when the pattern matches anywhere, as JSON Schema's ``pattern`` does (``Regexp`` anchors
+    at the start); the OpenAPI document shows the pattern."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.search(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
+# Python's whitespace (str.strip, str.isspace) spelled out: JSON Schema's \s (ECMA-262) is another
+# set, and the documented pattern must accept exactly what the server accepts.
+_WHITESPACE = r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = Contains(f"[^{_WHITESPACE}]", error="Must not be blank.")
+
+
+TEXT = [ma.validate.Length(min=1, max=MAX_TEXT), NOT_BLANK]
+# The same rules as JSON Schema, for fields that marshmallow cannot describe itself.
+TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK.regex.pattern}
 
 
 class UserSchema(ma.Schema):

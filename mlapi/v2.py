@@ -16,10 +16,10 @@ from flask import Response, request
 from mlapi import __version__, oip, readiness
 from mlapi.auth import requires_auth
 from mlapi.errors import APIError, error_response, register_protocol_errors
-from mlapi.inference import MAX_ITEMS, TEXT
 from mlapi.openapi import Blueprint
 from mlapi.request_context import add_access_log_fields
 from mlapi.runtime import engine, registry
+from mlapi.schemas import MAX_ITEMS, TEXT
 from mlapi.serving.handlers import Handler
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput

@@ -6,13 +6,16 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
+from packaging.version import Version
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -103,3 +106,66 @@ class PrivateRedis:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (a fresh cluster on a free port) that the test may
+    stop and start again; ``close()`` stops it and deletes the cluster.
+
+    The shared server on 5432 is never touched. initdb refuses to run as root, so as root the
+    server runs as the ``postgres`` OS user.
+    """
+
+    def __init__(self) -> None:
+        # Debian keeps the server binaries out of PATH, one directory per major version.
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: Version(p.parts[-3]))
+        pg_ctl = found[-1] if found else shutil.which("pg_ctl")
+        if pg_ctl is None:
+            unavailable("PostgreSQL binaries", FileNotFoundError("no pg_ctl under /usr/lib/postgresql/*/bin"))
+        self.bin = Path(pg_ctl).parent
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        # Under /tmp rather than pytest's tmp_path, which the postgres user cannot enter.
+        self.directory = Path(tempfile.mkdtemp(prefix="mlapi-pg-"))
+        self.data = self.directory / "data"
+        self.log = self.directory / "postgres.log"
+        self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        try:
+            if self._as_postgres:
+                shutil.chown(self.directory, "postgres", "postgres")
+            self._pg_ctl(
+                "initdb", "-o", "--auth=trust --username=postgres --encoding=UTF8 --locale=C --no-sync", timeout=60
+            )
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+
+    def _pg_ctl(self, *args: str, timeout: float = 30) -> None:
+        command = [*self._as_postgres, str(self.bin / "pg_ctl"), "-D", str(self.data), *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl {args[0]} failed: {result.stdout}{result.stderr}")
+
+    def start(self) -> PrivatePostgres:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.directory}"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._pg_ctl("start", "--wait", "--timeout=30", "-l", str(self.log), "-o", options, timeout=40)
+        return self
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._pg_ctl("stop", "--wait", "-m", "fast")
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> PrivatePostgres:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

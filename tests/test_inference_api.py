@@ -1,6 +1,8 @@
 """/v1/predict, /v1/predict/batch, /v1/embeddings and /v1/models over the app, with real weights."""
 
 import base64
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -98,6 +100,7 @@ def test_embeddings_single_string_and_base64(client, headers):
     [
         ("/v1/predict", {"text": ""}, "text"),
         ("/v1/predict", {"text": "   \n\t "}, "text"),
+        ("/v1/predict", {"text": "\u3000\x1c\u2028\xa0"}, "text"),
         ("/v1/predict", {"text": "x" * 5001}, "text"),
         ("/v1/predict", {"text": "ok", "temperature": -0.1}, "temperature"),
         ("/v1/predict", {"text": "ok", "temperature": 2.01}, "temperature"),
@@ -128,6 +131,18 @@ def test_validation_limits(client, headers, path, body, field):
     assert field in response.get_json()["errors"]
 
 
+def test_the_documented_text_pattern_refuses_exactly_the_blank_texts():
+    """The OpenAPI pattern (JSON Schema semantics: a match anywhere) and str.strip agree on every character."""
+    from mlapi.schemas import TEXT_SCHEMA
+
+    pattern = re.compile(TEXT_SCHEMA["pattern"])
+    for code in range(sys.maxunicode + 1):
+        if not 0xD800 <= code <= 0xDFFF:  # surrogates are refused before validation
+            char = chr(code)
+            assert (pattern.search(char) is None) == (char.strip() == ""), hex(code)
+    assert pattern.search("  ok  ") and not pattern.search(" \t\u3000 ")
+
+
 @pytest.mark.parametrize(
     "body",
     [{"text": "x" * 5000}, {"text": "ok", "temperature": 0}, {"text": "ok", "temperature": 2}, {"text": "ok", "max_tokens": 2048}],
@@ -140,6 +155,7 @@ def test_embeddings_dimensions_other_than_the_models_are_refused(client, headers
     response = client.post("/v1/embeddings", json={"input": "x", "dimensions": 128}, headers=headers)
     assert response.status_code == 422
     assert "384" in response.get_json()["detail"]
+    assert list(response.get_json()["errors"]) == ["dimensions"]
     assert client.post("/v1/embeddings", json={"input": "x", "dimensions": 384}, headers=headers).status_code == 200
 
 

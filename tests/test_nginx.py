@@ -1,7 +1,6 @@
 """Two Gunicorn instances behind a real NGINX (deploy/nginx/mlapi.conf), sharing PostgreSQL and Redis."""
 
 import http.client
-import json
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +11,12 @@ from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.gunicorn_server import GunicornServer
 from tests.nginx_server import NginxServer, render_site
-from tests.services import REDIS_URL, fresh_postgres_database, redis_available, unique_prefix
+from tests.services import (
+    REDIS_URL,
+    fresh_postgres_database,
+    redis_available,
+    unique_prefix,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 

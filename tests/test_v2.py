@@ -151,6 +151,8 @@ def test_parameters_carry_v1s_options(client, headers):
         ({"inputs": [text_input(["   "])]}, "Must not be blank"),
         ({"inputs": [text_input(["x" * 5001])]}, "element 0"),
         ({"inputs": [{**text_input(["a"]), "data": [1]}]}, "must be a string"),
+        ({"inputs": [text_input(["\ud800"])]}, "unpaired UTF-16 surrogate"),
+        ({"inputs": [text_input(["a\x00b"])]}, "NUL character"),
         ({"inputs": [text_input(["a"])], "outputs": [{"name": "embedding"}]}, "unknown output 'embedding'"),
         ({"inputs": [text_input(["a"])], "parameters": {"temperature": 3}}, "'temperature' must be"),
         ({"inputs": [text_input(["a"])], "parameters": {"max_tokens": 1.5}}, "'max_tokens' must be"),
