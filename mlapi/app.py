@@ -28,6 +28,7 @@ from mlapi import (
     tokens,
     users,
     v2,
+    versioning,
 )
 from mlapi.cli import register_commands
 from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
@@ -46,6 +47,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_model
     configure(app, settings)
     configure_logging(settings.log_level)
     request_context.init_app(app)
+    versioning.init_app(app)
     register_extensions(app, settings)
     if load_models:
         runtime.init_app(app, settings)
@@ -100,6 +102,10 @@ def register_extensions(app: Flask, settings: Settings) -> None:
                 "X-RateLimit-Remaining",
                 "X-RateLimit-Reset",
                 "Retry-After",
+                "API-Version",
+                "Deprecation",
+                "Sunset",
+                "Link",
             ],
             max_age=600,
         )

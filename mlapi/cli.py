@@ -12,9 +12,9 @@ from mlapi.config import ConfigError
 
 
 def register_commands(app: Flask) -> None:
-    from mlapi.commands import audit, bootstrap, db, keys, models, users
+    from mlapi.commands import audit, bootstrap, contract, db, keys, models, users
 
-    for command in (db.group, users.group, keys.group, audit.group, models.group, bootstrap.bootstrap):
+    for command in (db.group, users.group, keys.group, audit.group, models.group, contract.group, bootstrap.bootstrap):
         app.cli.add_command(command)
 
 

@@ -6,10 +6,12 @@ one-line message naming the variable (12-factor: config lives in the environment
 
 from __future__ import annotations
 
+import calendar
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +19,10 @@ from limits import parse_many
 
 ENVIRONMENTS = ("development", "production")
 TIERS = ("free", "pro", "enterprise")
+# Oldest first: each version's successor is the next one (see mlapi.versioning).
+API_VERSIONS = ("v1", "v2")
+# The policy: a deprecated version keeps working at least this long before its sunset.
+MIN_DEPRECATION_MONTHS = 6
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 MIN_SECRET_BYTES = 32
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
@@ -28,6 +34,14 @@ _SECRET_BEARING = {"MLAPI_SECRET_KEY", "MLAPI_DATABASE_URL", "MLAPI_REDIS_URL", 
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class VersionDeprecation:
+    """An API version's deprecation (when it took or takes effect) and its sunset (when it stops)."""
+
+    deprecated_on: date
+    sunset_on: date
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,8 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     workers: int = 2
     threads: int = 4
+    default_api_version: str = "v1"
+    deprecated_versions: Mapping[str, VersionDeprecation] = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
@@ -159,6 +175,43 @@ def _origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _iso_date(raw: str) -> date:
+    # date.fromisoformat also takes '20270630' and week dates: accept the one spelling we document.
+    if not re.match(r"^\d{4}-\d{2}-\d{2}$", raw):
+        raise ValueError(f"expected a date such as 2027-06-30, got {raw!r}")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"not a calendar date: {raw!r}") from None
+
+
+def _months_before(day: date, months: int) -> date:
+    year, month_index = divmod(day.year * 12 + day.month - 1 - months, 12)
+    last_day = calendar.monthrange(year, month_index + 1)[1]
+    return date(year, month_index + 1, min(day.day, last_day))
+
+
+def _deprecated_versions(raw: str) -> dict[str, VersionDeprecation]:
+    """``v1=2026-12-01/2027-06-30`` (deprecation/sunset) or ``v1=2027-06-30`` (sunset only: the
+    deprecation is then the policy's minimum notice before it), several separated by ';' or ','."""
+    found: dict[str, VersionDeprecation] = {}
+    for part in filter(None, (p.strip() for p in re.split(r"[;,]", raw))):
+        version, sep, dates = (piece.strip() for piece in part.partition("="))
+        if not sep or version not in API_VERSIONS:
+            raise ValueError(
+                f"expected 'version=[deprecation/]sunset' entries with versions {', '.join(API_VERSIONS)}"
+            )
+        if version in found:
+            raise ValueError(f"{version} is listed twice")
+        deprecated_raw, slash, sunset_raw = dates.rpartition("/")
+        sunset = _iso_date(sunset_raw.strip())
+        deprecated = _iso_date(deprecated_raw.strip()) if slash else _months_before(sunset, MIN_DEPRECATION_MONTHS)
+        if sunset <= deprecated:
+            raise ValueError(f"{version}: the sunset ({sunset}) must come after the deprecation ({deprecated})")
+        found[version] = VersionDeprecation(deprecated_on=deprecated, sunset_on=sunset)
+    return found
+
+
 def _bind(raw: str) -> str:
     if raw.startswith("unix:") or re.match(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$", raw):
         return raw
@@ -209,6 +262,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bind=read.get("MLAPI_BIND", "127.0.0.1:8000", _bind),
         workers=read.get("MLAPI_WORKERS", 2, _int_between(1, 256)),
         threads=read.get("MLAPI_THREADS", 4, _int_between(1, 256)),
+        default_api_version=read.get("MLAPI_DEFAULT_API_VERSION", "v1", _choice(API_VERSIONS)),
+        deprecated_versions=read.get("MLAPI_DEPRECATED_VERSIONS", {}, _deprecated_versions),
     )
     _check_production(settings)
     refuse_debug_in_production(settings, debug=_flask_debug(read.environ))

@@ -13,6 +13,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser
 
 from mlapi.errors import APIError
+from mlapi.versioning import DeprecatedOperationsPlugin
 
 FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -159,7 +160,7 @@ class Api(flask_smorest.Api):
     def __init__(self, app: flask.Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs: Any) -> None:
         spec_kwargs = dict(spec_kwargs or {})
         spec_kwargs["extra_plugins"] = [
-            CommonErrorsPlugin(), *spec_kwargs.get("extra_plugins", ())
+            CommonErrorsPlugin(), DeprecatedOperationsPlugin(self), *spec_kwargs.get("extra_plugins", ())
         ]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
