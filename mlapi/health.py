@@ -8,7 +8,6 @@ import marshmallow as ma
 from flask import current_app
 
 from mlapi import __version__, readiness
-from mlapi.errors import error_response
 from mlapi.openapi import Blueprint
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes.")
@@ -63,14 +62,7 @@ def health() -> dict:
 def ready():  # noqa: ANN201 (a dict or an error response)
     """Readiness: 200 only when the database, Redis (if configured) and the models are usable."""
     checks = readiness.run_checks()
-    failed = sorted(name for name, result in checks.items() if result["status"] != "ok")
-    if failed:
-        return error_response(
-            503,
-            f"Not ready: {', '.join(failed)} unavailable.",
-            error="not_ready",
-            headers={"Retry-After": "5"},
-            status="not_ready",
-            checks=checks,
-        )
+    failure = readiness.not_ready_response(checks, status="not_ready")
+    if failure is not None:
+        return failure
     return {"status": "ready", "checks": checks}

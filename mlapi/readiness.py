@@ -6,6 +6,9 @@ import logging
 from collections.abc import Callable
 
 from flask import Flask, current_app
+from flask.typing import ResponseReturnValue
+
+from mlapi.errors import error_response
 
 logger = logging.getLogger("mlapi.readiness")
 
@@ -28,3 +31,13 @@ def run_checks() -> dict[str, dict[str, str]]:
         else:
             results[name] = {"status": "ok"}
     return results
+
+
+
+def not_ready_response(checks: dict[str, dict[str, str]], **extra: object) -> ResponseReturnValue | None:
+    """None when every check passed, else the 503 envelope naming the failures, with ``checks``."""
+    failed = sorted(name for name, result in checks.items() if result["status"] != "ok")
+    if not failed:
+        return None
+    return error_response(503, f"Not ready: {', '.join(failed)} unavailable.", error="not_ready",
+                          headers={"Retry-After": "5"}, checks=checks, **extra)

@@ -15,7 +15,7 @@ from flask import Response, request
 
 from mlapi import __version__, oip, readiness
 from mlapi.auth import requires_auth
-from mlapi.errors import APIError, error_response, register_protocol_errors
+from mlapi.errors import APIError, register_protocol_errors
 from mlapi.openapi import Blueprint
 from mlapi.request_context import add_access_log_fields
 from mlapi.runtime import engine, registry
@@ -132,11 +132,9 @@ def live() -> dict:
 @blp.alt_response(503, description="Not ready; 'checks' says which dependency failed.")
 def ready():  # noqa: ANN201 (a dict or an error response)
     """Readiness: the database, Redis (if configured) and the models are usable (like ``/ready``)."""
-    checks = readiness.run_checks()
-    failed = sorted(name for name, result in checks.items() if result["status"] != "ok")
-    if failed:
-        return error_response(503, f"Not ready: {', '.join(failed)} unavailable.", error="not_ready",
-                              headers={"Retry-After": "5"}, ready=False, checks=checks)
+    failure = readiness.not_ready_response(readiness.run_checks(), ready=False)
+    if failure is not None:
+        return failure
     return {"ready": True}
 
 

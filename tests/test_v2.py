@@ -230,3 +230,19 @@ def test_v2_is_in_the_openapi_document(client):
     assert {"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/versions/{version}",
             "/v2/models/{name}/ready", "/v2/models/{name}/infer",
             "/v2/models/{name}/versions/{version}/infer"} <= set(paths)
+
+
+def test_server_ready_is_503_in_the_protocols_form_when_a_dependency_fails(app, client):
+    from mlapi import readiness
+
+    def broken() -> None:
+        raise ConnectionError("down")
+
+    readiness.register_check(app, "database", broken)
+    response = client.get("/v2/health/ready")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    body = response.get_json()
+    assert body["ready"] is False and body["code"] == "not_ready"
+    assert body["error"] == "Not ready: database unavailable."
+    assert body["checks"]["database"] == {"status": "fail", "detail": "ConnectionError"}
+    assert client.get("/v2/health/live").status_code == 200
