@@ -153,6 +153,9 @@ def requires_auth(
                 g.account, g.auth_error = None, exc
             else:
                 add_access_log_fields(account_id=g.account.id, api_key_id=g.account.api_key_id, tier=g.account.tier)
+            # The credential is checked: a request that now waits on a model must not hold a pooled
+            # connection meanwhile (32 threads waiting on a batch would exhaust the pool).
+            db.release_connection()
             return authorised(*args, **kwargs)
 
         documented = blp.doc(security=SECURITY)(wrapper)

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, current_app, g, has_request_context, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -183,8 +184,9 @@ def handle_domain_error(exc: StoreError | ServingError) -> ResponseReturnValue:
     return error_response(status, str(exc), error=error, headers=headers)
 
 
-def handle_database_unavailable(exc: OperationalError | InterfaceError) -> ResponseReturnValue:
-    # Connection refused, server restarting, SQLite locked past its timeout: worth a retry.
+def handle_database_unavailable(exc: OperationalError | InterfaceError | PoolTimeout) -> ResponseReturnValue:
+    # Connection refused, server restarting, SQLite locked past its timeout, every pooled connection
+    # busy past the pool's timeout: worth a retry.
     logger.warning("database unavailable: %s", exc.orig if getattr(exc, "orig", None) else exc)
     return error_response(503, "The database is unavailable; try again shortly.", error="database_unavailable",
                           headers={"Retry-After": "1"})
@@ -203,5 +205,6 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(ServingError, handle_domain_error)
     app.register_error_handler(OperationalError, handle_database_unavailable)
     app.register_error_handler(InterfaceError, handle_database_unavailable)
+    app.register_error_handler(PoolTimeout, handle_database_unavailable)
     app.register_error_handler(DataError, handle_value_refused_by_database)
     app.register_error_handler(Exception, handle_unexpected_exception)

@@ -26,6 +26,13 @@ class Database:
         self.session.remove()
         self.session.configure(bind=self._engine)
 
+    def release_connection(self) -> None:
+        """End this thread's transaction, so that its connection goes back to the pool.
+
+        Objects already loaded stay usable (``expire_on_commit=False``); the next query begins anew.
+        """
+        self.session.commit()
+
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
         with self.engine.connect() as connection:
@@ -40,7 +47,7 @@ class Database:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15}, pool_timeout=5)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # pool_pre_ping: a database restart must not surface as errors on the first requests after it.
