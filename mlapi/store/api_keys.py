@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from mlapi.store import audit
@@ -97,17 +97,23 @@ class KeyCheck:
     failure: str | None  # unknown_key, revoked_key, expired_key, disabled_user
 
 
+_keys, _users = ApiKey.__table__, User.__table__
+# Built once: a Core statement with a bound parameter is compiled and cached once, where an ORM
+# select built per call pays for its cache key and ORM compile state on every request.
+_KEY_AND_OWNER = (
+    select(
+        _keys.c.id, _keys.c.revoked_at, _keys.c.expires_at, _keys.c.last_used_at,
+        _users.c.id, _users.c.username, _users.c.tier, _users.c.is_admin, _users.c.disabled,
+    )
+    .join_from(_keys, _users, _keys.c.user_id == _users.c.id)
+    .where(_keys.c.key_hash == bindparam("key_hash"))
+)
+
+
 def check_api_key(session: Session, key: str, now: datetime | None = None) -> KeyCheck:
     """One indexed query for the key and its owner (this runs on every request with a key)."""
     now = now or utcnow()
-    row = session.execute(
-        select(
-            ApiKey.id, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at,
-            User.id, User.username, User.tier, User.is_admin, User.disabled,
-        )
-        .join(User, ApiKey.user_id == User.id)
-        .where(ApiKey.key_hash == hash_key(key))
-    ).one_or_none()
+    row = session.connection().execute(_KEY_AND_OWNER, {"key_hash": hash_key(key)}).one_or_none()
     if row is None:
         return KeyCheck(None, None, "unknown_key")
     key_id, revoked_at, expires_at, last_used_at, user_id, username, tier, is_admin, disabled = row
