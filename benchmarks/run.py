@@ -37,6 +37,7 @@ CORPUS = [json.loads(line)["text"] for line in (HERE / "data" / "sentiment.jsonl
 MODEL, VERSION = "sentiment", "1.0"  # fp32 all-MiniLM-L6-v2: the model the targets were set with
 BATCH_SIZES = (8, 16, 32)
 CONCURRENCY = (1, 16, 64)
+SETTLE_S = 2.0  # a backlog of 64 requests drains in well under 2 s
 
 
 def free_port() -> int:
@@ -225,7 +226,12 @@ def main() -> None:
     key = server.start()
     try:
         wrk(f"{server.url}/v1/predict", bodies, key, 16, 1 if args.quick else 3)  # warm-up
-        predict_runs = [wrk(f"{server.url}/v1/predict", bodies, key, c, seconds) for c in CONCURRENCY]
+        predict_runs = []
+        for connections in CONCURRENCY:
+            predict_runs.append(wrk(f"{server.url}/v1/predict", bodies, key, connections, seconds))
+            # wrk stops with requests still queued in the workers: let them drain, so that a run
+            # never meets the previous run's backlog (it would fill the queue and count 503s).
+            time.sleep(SETTLE_S)
         # Several connections per worker: Gunicorn hands a connection to whichever worker accepts
         # it, so with one or two per worker one of them may sit idle while the other queues.
         batch_run = wrk(f"{server.url}/v1/predict/batch", batch_bodies, key, 4 * args.workers, seconds)
