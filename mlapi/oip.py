@@ -1,6 +1,6 @@
 """The Open Inference Protocol (KServe V2) over HTTP/REST: model signatures and the tensor codec.
 
-No Flask here: ``decode_request`` turns a request body (JSON, or JSON followed by binary tensor
+No Flask here: ``read_body`` and ``decode_request`` turn a request body (JSON, or JSON followed by binary tensor
 data as in Triton's binary tensor data extension) into texts and options, and
 ``encode_response`` turns outputs back into a body. Every problem with a request is a
 ``ProtocolError`` whose message is safe to show the client.
@@ -81,17 +81,37 @@ class InferRequest:
         return self.outputs.get(name, self.binary_by_default)
 
 
+@dataclass(frozen=True)
+class RawRequest:
+    """A request body read but not yet checked: its JSON document and the binary data after it."""
+
+    document: dict[str, Any]
+    binary: bytes
+
+    def declared_texts(self) -> int | None:
+        """How many texts the input's shape declares, if it declares a sane shape."""
+        inputs = self.document.get("inputs")
+        shape = inputs[0].get("shape") if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            return None
+        return math.prod(shape)
+
+
+def read_body(body: bytes, header_length: int | None) -> RawRequest:
+    """Split the JSON header from the binary data and parse it (once per request: see mlapi.v2)."""
+    header, binary = split_body(body, header_length)
+    return RawRequest(_json_object(header), binary)
+
+
 def decode_request(
-    body: bytes,
-    header_length: int | None,
+    raw: RawRequest,
     model_signature: Signature,
     *,
     max_items: int,
     validate_text: Callable[[str], None],
 ) -> InferRequest:
-    """Parse and check an inference request against the model's signature."""
-    header, binary = split_body(body, header_length)
-    request = _json_object(header)
+    """Check an inference request against the model's signature."""
+    request, binary = raw.document, raw.binary
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ProtocolError(f"'inputs' must hold exactly one tensor, named {INPUT_NAME!r}")

@@ -8,10 +8,8 @@ machine-readable name.
 
 from __future__ import annotations
 
-import json
-
 import marshmallow as ma
-from flask import Response, request
+from flask import Response, g, request
 
 from mlapi import __version__, oip, readiness
 from mlapi.auth import requires_auth
@@ -170,20 +168,23 @@ def model_ready(name: str, version: str | None = None) -> dict:
     return {"name": name, "version": manifest.version, "ready": True}
 
 
+def _raw_request() -> oip.RawRequest:
+    """The request body's JSON, parsed once: the quota's cost and the view both need it."""
+    if "oip_raw_request" not in g:
+        g.oip_raw_request = oip.read_body(request.get_data(cache=True), _header_length())
+    return g.oip_raw_request
+
+
 def _requested_items() -> int:
     """What an inference request costs against the quota: the texts its input declares (at least 1).
 
     It runs inside the limiter and must not raise, whatever the body.
     """
     try:
-        header, _ = oip.split_body(request.get_data(cache=True), _header_length())
-        shape = json.loads(header)["inputs"][0]["shape"]
-        count = 1
-        for dimension in shape:
-            count *= int(dimension)
-        return max(1, min(count, MAX_ITEMS))
+        count = _raw_request().declared_texts()
     except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
         return 1
+    return max(1, min(count or 1, MAX_ITEMS))
 
 
 @blp.route("/models/<name>/infer", methods=["POST"], endpoint="infer")
@@ -204,8 +205,7 @@ def infer(name: str, version: str | None = None) -> Response:
     model_signature = _signature(handler)
     try:
         infer_request = oip.decode_request(
-            request.get_data(cache=True), _header_length(), model_signature,
-            max_items=MAX_ITEMS, validate_text=_validate_text,
+            _raw_request(), model_signature, max_items=MAX_ITEMS, validate_text=_validate_text
         )
         if "predict" in handler.capabilities:
             options = oip.predict_options(infer_request.parameters)

@@ -222,7 +222,8 @@ def test_the_codec_rejects_truncated_length_prefixes():
     header = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
                                      "parameters": {"binary_data_size": 3}}]}).encode()
     with pytest.raises(oip.ProtocolError, match="truncated"):
-        oip.decode_request(header + b"\x05\x00\x00", len(header), signature, max_items=100, validate_text=len)
+        oip.decode_request(oip.read_body(header + b"\x05\x00\x00", len(header)), signature, max_items=100,
+                           validate_text=len)
 
 
 def test_v2_is_in_the_openapi_document(client):
