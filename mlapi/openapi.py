@@ -176,3 +176,7 @@ class Blueprint(flask_smorest.Blueprint):
         if response is None and schema is None and int(status_code) >= 400:
             schema = ErrorSchema
         return super().alt_response(status_code, response, schema=schema, **kwargs)
+
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        """Parse with one schema instance per view: webargs would build a new one per request."""
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
