@@ -25,6 +25,7 @@ from flask_limiter.util import get_remote_address
 from mlapi import metrics
 from mlapi.errors import error_response
 from mlapi.extensions import limiter
+from mlapi.limits_storage import storage_uri
 
 logger = logging.getLogger("mlapi.ratelimit")
 _View = TypeVar("_View", bound=Callable[..., Any])
@@ -147,7 +148,8 @@ def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
 def init_app(app: Flask) -> None:
     settings = app.config["MLAPI_SETTINGS"]
     app.config.update(
-        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        # One Redis call per limit check instead of two (see mlapi.limits_storage).
+        RATELIMIT_STORAGE_URI=storage_uri(settings.redis_url) if settings.redis_url else "memory://",
         # A dead Redis must cost milliseconds, not a request timeout, before the fallback kicks in.
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
         if settings.redis_url
