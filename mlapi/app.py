@@ -32,6 +32,7 @@ from mlapi import (
 )
 from mlapi.cli import register_commands
 from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
+from mlapi.credential_cache import CredentialCache
 from mlapi.extensions import api, cors, db
 from mlapi.logs import configure_logging
 from mlapi.openapi import OPENAPI_CONFIG
@@ -87,6 +88,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
         app.extensions["mlapi_redis"] = client
         readiness.register_check(app, "redis", client.ping)
+        credentials = CredentialCache(client, f"{settings.redis_prefix}:credentials-epoch")
+        app.extensions["mlapi_credentials"] = credentials
+        db.on_credentials_changed = credentials.credentials_changed
+    else:
+        db.on_credentials_changed = None
     if settings.cors_origins:
         cors.init_app(
             app,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import get_current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError, UserLookupError, WrongTokenError
 from jwt import ExpiredSignatureError, PyJWTError
@@ -95,7 +95,8 @@ def resolve_account() -> Account:
     if key is None and token is not None and looks_like_api_key(token):
         key = token
     if key is not None:
-        outcome = check_api_key(db.session, key)
+        credentials = current_app.extensions.get("mlapi_credentials")  # with Redis: mlapi.credential_cache
+        outcome = credentials.check(db.session, key) if credentials else check_api_key(db.session, key)
         if outcome.owner is None:
             assert outcome.failure is not None
             raise unauthorized(outcome.failure, _KEY_FAILURES[outcome.failure])

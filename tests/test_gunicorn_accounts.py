@@ -9,7 +9,7 @@ from mlapi.extensions import db
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.gunicorn_server import GunicornServer
-from tests.services import fresh_postgres_database
+from tests.services import REDIS_URL, fresh_postgres_database, redis_available, unique_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -39,7 +39,12 @@ def fire_until_both_workers_answer(server: GunicornServer, key: str, tag: str) -
     return statuses
 
 
-def test_a_revoked_key_is_refused_by_every_worker(tmp_path):
+@pytest.mark.parametrize("with_redis", [False, True], ids=["database-only", "credential-cache"])
+def test_a_revoked_key_is_refused_by_every_worker(tmp_path, with_redis):
+    # With Redis, each worker remembers the key it accepted (mlapi.credential_cache): the
+    # revocation must still reach the worker that did not revoke it, on the next request.
+    if with_redis:
+        redis_available()
     with fresh_postgres_database() as url:
         app = make_test_app(url)
         factory = Factory(app)
@@ -53,6 +58,8 @@ def test_a_revoked_key_is_refused_by_every_worker(tmp_path):
             "MLAPI_TIER_LIMITS": "pro=100000/minute",
             "MLAPI_ANON_LIMIT": "100000/minute",
         }
+        if with_redis:
+            env |= {"MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": unique_prefix()}
         with GunicornServer(tmp_path / "gunicorn.log", env, workers=2) as server:
             assert set(fire_until_both_workers_answer(server, key, "before")) == {200}
 

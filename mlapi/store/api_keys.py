@@ -95,6 +95,7 @@ class KeyCheck:
     owner: KeyOwner | None
     key_id: int | None
     failure: str | None  # unknown_key, revoked_key, expired_key, disabled_user
+    expires_at: datetime | None = None  # of an accepted key
 
 
 _keys, _users = ApiKey.__table__, User.__table__
@@ -126,4 +127,4 @@ def check_api_key(session: Session, key: str, now: datetime | None = None) -> Ke
     if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
         session.commit()
-    return KeyCheck(KeyOwner(user_id, username, tier, is_admin), key_id, None)
+    return KeyCheck(KeyOwner(user_id, username, tier, is_admin), key_id, None, expires_at)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+from mlapi.store.changes import watch_credentials
 
 
 class Database:
@@ -12,6 +16,13 @@ class Database:
     def __init__(self) -> None:
         self._engine: Engine | None = None
         self.session: scoped_session[Session] = scoped_session(sessionmaker(expire_on_commit=False))
+        #: Called after a commit that revoked a key or changed a user (see mlapi.store.changes).
+        self.on_credentials_changed: Callable[[], None] | None = None
+        watch_credentials(self.session.session_factory, self._credentials_changed)
+
+    def _credentials_changed(self) -> None:
+        if self.on_credentials_changed is not None:
+            self.on_credentials_changed()
 
     @property
     def engine(self) -> Engine:
@@ -30,8 +41,10 @@ class Database:
         """End this thread's transaction, so that its connection goes back to the pool.
 
         Objects already loaded stay usable (``expire_on_commit=False``); the next query begins anew.
+        A thread that has not touched the database (a cached credential) has nothing to release.
         """
-        self.session.commit()
+        if self.session.registry.has() and self.session().in_transaction():
+            self.session.commit()
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -1,0 +1,164 @@
+"""Accepted API keys served from memory while the Redis epoch stands (real Redis, SQLite and PostgreSQL).
+
+Every change that authentication reads (revocation, tier, admin role, disabled flag) must still
+apply on the very next request, whoever made it: this process's API, another process's ``mlapi``
+command, or a write the cache never heard of once Redis has lost the epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import event, text
+
+from mlapi import credential_cache
+from mlapi.credential_cache import CredentialCache
+from mlapi.extensions import db
+from mlapi.store.models import utcnow
+from tests.conftest import make_test_app
+from tests.factories import Factory
+from tests.services import REDIS_URL, free_port, redis_available, unique_prefix
+
+
+@pytest.fixture
+def prefix() -> str:
+    redis_available()
+    return unique_prefix()
+
+
+@pytest.fixture
+def cached_app(database_url: str, prefix: str):  # noqa: ANN201
+    app = make_test_app(
+        database_url,
+        load_models=False,
+        MLAPI_REDIS_URL=REDIS_URL,
+        MLAPI_REDIS_PREFIX=prefix,
+        MLAPI_TIER_LIMITS="free=50/minute;pro=100/minute",
+    )
+    yield app
+    db.dispose()
+
+
+class KeyLookups:
+    """Counts the API-key lookups the database receives (the cache is meant to spare them)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        event.listen(db.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _connection: object, _cursor: object, statement: str, *_args: object) -> None:
+        self.count += "FROM api_keys" in statement
+
+    def close(self) -> None:
+        event.remove(db.engine, "before_cursor_execute", self._seen)
+
+
+def me(client, key: str):  # noqa: ANN001, ANN201
+    return client.get("/v1/users/me", headers={"X-API-Key": key})
+
+
+def test_an_accepted_key_is_served_from_memory_until_a_credential_changes(cached_app):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    _record, key = factory.api_key(factory.user("cai"))
+    assert me(client, key).status_code == 200  # looked up, remembered
+    counter = KeyLookups()
+    try:
+        for _ in range(3):
+            assert me(client, key).status_code == 200
+        assert counter.count == 0
+        factory.user("someone-else", tier="pro")  # a new user changes nobody's credentials
+        assert me(client, key).status_code == 200
+        creating = counter.count
+        assert creating == 0
+        with cached_app.app_context():
+            from mlapi.store import accounts
+
+            accounts.update_user(db.session, "someone-else", tier="free")
+        assert me(client, key).status_code == 200
+        assert counter.count == creating + 1  # the change made this request look the key up again
+    finally:
+        counter.close()
+
+
+def test_revoking_through_the_api_applies_on_the_next_request(cached_app):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    record, key = factory.api_key(factory.user("rex"))
+    assert me(client, key).status_code == 200
+    assert client.delete(f"/v1/api-keys/{record.id}", headers={"X-API-Key": key}).status_code == 204
+    refusal = me(client, key)
+    assert refusal.status_code == 401 and refusal.get_json()["error"] == "revoked_key"
+
+
+def test_tier_admin_and_disabled_changes_apply_on_the_next_request(cached_app):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    admin_headers = factory.key_headers(factory.user("boss", admin=True))
+    _record, key = factory.api_key(factory.user("pat", tier="free"))
+    assert me(client, key).headers["X-RateLimit-Limit"] == "50"
+    assert client.get("/v1/admin/users", headers={"X-API-Key": key}).status_code == 403
+
+    patch = client.patch("/v1/admin/users/pat", json={"tier": "pro", "is_admin": True}, headers=admin_headers)
+    assert patch.status_code == 200
+    assert me(client, key).headers["X-RateLimit-Limit"] == "100"
+    assert client.get("/v1/admin/users", headers={"X-API-Key": key}).status_code == 200
+
+    assert client.patch("/v1/admin/users/pat", json={"disabled": True}, headers=admin_headers).status_code == 200
+    refusal = me(client, key)
+    assert refusal.status_code == 401 and refusal.get_json()["error"] == "disabled_user"
+
+
+def test_a_revocation_by_another_process_applies_on_the_next_request(cached_app, database_url, prefix):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    record, key = factory.api_key(factory.user("cli"))
+    assert me(client, key).status_code == 200
+    env = {**os.environ, "MLAPI_DATABASE_URL": database_url, "MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": prefix}
+    revoked = subprocess.run(
+        [sys.executable, "-m", "mlapi.cli", "keys", "revoke", str(record.id)], env=env, capture_output=True, text=True
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    assert me(client, key).get_json()["error"] == "revoked_key"
+
+
+def test_a_lost_epoch_makes_every_remembered_key_suspect(cached_app, prefix):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    record, key = factory.api_key(factory.user("lou"))
+    assert me(client, key).status_code == 200
+    # A write the cache never hears of (plain SQL), then Redis loses its data (a restart without
+    # persistence): the epoch is gone, so the remembered key must be looked up again.
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE api_keys SET revoked_at = :now WHERE id = :id"), {"now": utcnow(), "id": record.id})
+    assert me(client, key).status_code == 200  # the epoch still stands: served from memory
+    redis.Redis.from_url(REDIS_URL).delete(f"{prefix}:credentials-epoch")
+    assert me(client, key).get_json()["error"] == "revoked_key"
+
+
+def test_a_remembered_key_still_expires_on_time(cached_app, monkeypatch):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    _record, key = factory.api_key(factory.user("eve"), expires_in_days=1)
+    assert me(client, key).status_code == 200
+    later = utcnow() + timedelta(days=1, seconds=1)
+    monkeypatch.setattr(credential_cache, "utcnow", lambda: later)
+    monkeypatch.setattr("mlapi.store.api_keys.utcnow", lambda: later)
+    assert me(client, key).get_json()["error"] == "expired_key"
+
+
+def test_without_a_reachable_redis_every_request_asks_the_database(app, factory):
+    # Nothing listens on this port: the cache steps aside, and a revocation still applies at once.
+    cache = CredentialCache(redis.Redis(port=free_port(), socket_connect_timeout=0.5), "mlapi-test:epoch")
+    record, key = factory.api_key(factory.user("ned"))
+    with app.app_context():
+        assert cache.check(db.session, key).owner is not None
+        counter = KeyLookups()
+        try:
+            assert cache.check(db.session, key).owner is not None
+            assert counter.count == 1
+        finally:
+            counter.close()
+        from mlapi.store import api_keys
+
+        api_keys.revoke_api_key(db.session, record.id)
+        assert cache.check(db.session, key).failure == "revoked_key"
