@@ -19,6 +19,7 @@ from sqlalchemy import event, text
 from mlapi import credential_cache
 from mlapi.credential_cache import CredentialCache
 from mlapi.extensions import db
+from mlapi.store import accounts, api_keys
 from mlapi.store.models import utcnow
 from tests.conftest import make_test_app
 from tests.factories import Factory
@@ -76,8 +77,6 @@ def test_an_accepted_key_is_served_from_memory_until_a_credential_changes(cached
         creating = counter.count
         assert creating == 0
         with cached_app.app_context():
-            from mlapi.store import accounts
-
             accounts.update_user(db.session, "someone-else", tier="free")
         assert me(client, key).status_code == 200
         assert counter.count == creating + 1  # the change made this request look the key up again
@@ -146,19 +145,20 @@ def test_a_remembered_key_still_expires_on_time(cached_app, monkeypatch):
     assert me(client, key).get_json()["error"] == "expired_key"
 
 
-def test_without_a_reachable_redis_every_request_asks_the_database(app, factory):
+def test_without_a_reachable_redis_every_request_asks_the_database(tmp_path):
     # Nothing listens on this port: the cache steps aside, and a revocation still applies at once.
+    app = make_test_app(f"sqlite:///{tmp_path / 'no-redis.db'}", load_models=False)
+    factory = Factory(app)
     cache = CredentialCache(redis.Redis(port=free_port(), socket_connect_timeout=0.5), "mlapi-test:epoch")
     record, key = factory.api_key(factory.user("ned"))
-    with app.app_context():
-        assert cache.check(db.session, key).owner is not None
-        counter = KeyLookups()
-        try:
+    counter = KeyLookups()
+    try:
+        with app.app_context():
             assert cache.check(db.session, key).owner is not None
-            assert counter.count == 1
-        finally:
-            counter.close()
-        from mlapi.store import api_keys
-
-        api_keys.revoke_api_key(db.session, record.id)
-        assert cache.check(db.session, key).failure == "revoked_key"
+            assert cache.check(db.session, key).owner is not None
+            assert counter.count == 2
+            api_keys.revoke_api_key(db.session, record.id)
+            assert cache.check(db.session, key).failure == "revoked_key"
+    finally:
+        counter.close()
+        db.dispose()
