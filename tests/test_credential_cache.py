@@ -162,3 +162,20 @@ def test_without_a_reachable_redis_every_request_asks_the_database(tmp_path):
     finally:
         counter.close()
         db.dispose()
+
+
+def test_a_change_that_cannot_reach_redis_is_logged_and_the_commit_stands(cached_app, caplog):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    record, key = factory.api_key(factory.user("pia"))
+    assert me(client, key).status_code == 200
+    cache = cached_app.extensions["mlapi_credentials"]
+    reachable = cache.client
+    cache.client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)  # Redis gone for the writer
+    try:
+        with cached_app.app_context():
+            api_keys.revoke_api_key(db.session, record.id)  # commits, then fails to replace the epoch
+    finally:
+        cache.client = reachable
+    assert "could not publish a credential change" in caplog.text
+    # This worker forgot what it remembered, so its next request still sees the revocation.
+    assert me(client, key).get_json()["error"] == "revoked_key"
