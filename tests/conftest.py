@@ -86,6 +86,14 @@ def db_app(database_url: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
+def uncached_app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
+    """Like ``app``, without the prediction cache: for tests that compare fresh model outputs."""
+    app = make_test_app(f"sqlite:///{tmp_path / 'mlapi.db'}", MLAPI_CACHE_TTL_S="0")
+    yield app
+    db.dispose()
+
+
+@pytest.fixture
 def factory(app: Flask) -> Factory:
     return Factory(app)
 

@@ -9,14 +9,9 @@ import pytest
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(uncached_app):
     """Without the prediction cache: these tests compare fresh model outputs with each other."""
-    from mlapi.extensions import db
-    from tests.conftest import make_test_app
-
-    app = make_test_app(f"sqlite:///{tmp_path / 'i.db'}", MLAPI_CACHE_TTL_S="0")
-    yield app
-    db.dispose()
+    return uncached_app
 
 
 @pytest.fixture

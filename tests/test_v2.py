@@ -16,14 +16,9 @@ TEXTS = ["I love this phone, the battery lasts for days.", "The delivery was lat
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(uncached_app):
     """Without the prediction cache: these tests compare fresh model outputs with v1's."""
-    from mlapi.extensions import db
-    from tests.conftest import make_test_app
-
-    app = make_test_app(f"sqlite:///{tmp_path / 'v2.db'}", MLAPI_CACHE_TTL_S="0")
-    yield app
-    db.dispose()
+    return uncached_app
 
 
 @pytest.fixture
