@@ -14,7 +14,7 @@ from mlapi.errors import APIError
 from mlapi.openapi import Blueprint
 from mlapi.schemas import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA
 from mlapi.request_context import add_access_log_fields
-from mlapi.runtime import engine
+from mlapi.runtime import engine, uses_models
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.types import PredictInput
 
@@ -188,6 +188,7 @@ def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
 
 
 @blp.route("/predict", methods=["POST"])
+@uses_models
 @requires_auth(blp)
 @blp.arguments(PredictRequestSchema)
 @blp.response(200, PredictResponseSchema)
@@ -209,6 +210,7 @@ def predict(args: dict) -> dict:
 
 
 @blp.route("/predict/batch", methods=["POST"])
+@uses_models
 @requires_auth(blp, cost=lambda: _items_in_body("inputs"))
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema)
@@ -231,6 +233,7 @@ def predict_batch(args: dict) -> dict:
 
 
 @blp.route("/embeddings", methods=["POST"])
+@uses_models
 @requires_auth(blp, cost=lambda: _items_in_body("input"))
 @blp.arguments(EmbeddingRequestSchema)
 @blp.response(200, EmbeddingResponseSchema)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
@@ -15,6 +18,7 @@ from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.store import ModelStore
 
 logger = logging.getLogger("mlapi.runtime")
+_View = TypeVar("_View", bound=Callable[..., Any])
 
 
 def engine() -> InferenceEngine:
@@ -26,6 +30,24 @@ def engine() -> InferenceEngine:
 
 def registry() -> ModelRegistry:
     return engine().registry
+
+
+def uses_models(view: _View) -> _View:
+    """Announce the request to this worker's batchers as it starts, before auth and parsing.
+
+    A runner that knows requests are on their way waits for them (up to the batching delay)
+    rather than run a batch of one; see ``mlapi.serving.batcher.Arrivals``. The announcement is
+    taken back when the request submits, or at teardown.
+    """
+
+    @functools.wraps(view)
+    def announced(*args: Any, **kwargs: Any) -> Any:
+        found = current_app.extensions.get("mlapi_engine")
+        if found is not None:
+            found.arrivals.announce()
+        return view(*args, **kwargs)
+
+    return announced  # type: ignore[return-value]
 
 
 def prediction_cache(app: Flask, settings: Settings) -> PredictionCache | None:
@@ -51,9 +73,12 @@ def init_app(app: Flask, settings: Settings) -> None:
         max_queue=settings.max_queue,
         timeout_s=settings.inference_timeout_s,
     )
-    app.extensions["mlapi_engine"] = InferenceEngine(
+    serving = InferenceEngine(
         loaded, batching, prediction_cache(app, settings), cache_prefix=settings.redis_prefix, observer=MetricsObserver()
     )
+    app.extensions["mlapi_engine"] = serving
+    # A request that announced itself and ends without reaching a model (an error, a cache hit).
+    app.teardown_request(lambda _exc: serving.arrivals.withdraw())
     for handler in loaded.handlers.values():
         metrics.record_model(handler.manifest, handler.device, slot)
     gpu_available = torch.cuda.is_available()

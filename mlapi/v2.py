@@ -16,7 +16,7 @@ from mlapi.auth import requires_auth
 from mlapi.errors import APIError, register_protocol_errors
 from mlapi.openapi import Blueprint
 from mlapi.request_context import add_access_log_fields
-from mlapi.runtime import engine, registry
+from mlapi.runtime import engine, registry, uses_models
 from mlapi.schemas import MAX_ITEMS, TEXT
 from mlapi.serving.handlers import Handler
 from mlapi.serving.store import LATEST
@@ -189,6 +189,7 @@ def _requested_items() -> int:
 
 @blp.route("/models/<name>/infer", methods=["POST"], endpoint="infer")
 @blp.route("/models/<name>/versions/<version>/infer", methods=["POST"], endpoint="infer_version")
+@uses_models
 @requires_auth(blp, cost=_requested_items)
 @blp.doc(requestBody={
     "required": True,

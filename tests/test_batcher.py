@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mlapi.serving.batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
+from mlapi.serving.batcher import Arrivals, Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 
 
 class Model:
@@ -58,6 +58,107 @@ def test_an_idle_batcher_dispatches_at_once(model):
         assert time.perf_counter() - started < 1.0  # the 5 s delay applies only under load
     finally:
         batcher.close()
+
+
+def _in_thread(function):
+    """Run ``function`` in its own thread (announcements are per thread, like requests)."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", function()))
+    thread.start()
+    return thread, result
+
+
+def test_an_idle_batcher_waits_for_a_request_announced_as_on_its_way(model):
+    arrivals = Arrivals()
+    batcher = make(model, max_delay_s=5.0, arrivals=arrivals)
+    may_submit = threading.Event()
+
+    def announced_then_submits():
+        arrivals.announce()
+        may_submit.wait(5)
+        return batcher.submit(["late"], timeout_s=10)
+
+    try:
+        late, late_result = _in_thread(announced_then_submits)
+        while arrivals.pending < 1:
+            time.sleep(0.001)
+        first, first_result = _in_thread(lambda: batcher.submit(["first"], timeout_s=10))
+        while batcher.depth < 1:
+            time.sleep(0.001)
+        time.sleep(0.05)
+        assert model.batches == [], "the runner waits while a request is on its way"
+        may_submit.set()
+        late.join(5)
+        first.join(5)
+    finally:
+        batcher.close()
+    assert model.batches == [["first", "late"]]
+    assert first_result["value"].outputs == ["firstfirst"] and late_result["value"].outputs == ["latelate"]
+    assert arrivals.pending == 0
+
+
+def test_a_withdrawn_announcement_ends_the_wait_at_once(model):
+    arrivals = Arrivals()
+    batcher = make(model, max_delay_s=5.0, arrivals=arrivals)
+    may_withdraw = threading.Event()
+
+    def announced_then_gives_up():
+        arrivals.announce()
+        may_withdraw.wait(5)
+        arrivals.withdraw()  # e.g. its credentials were refused
+
+    try:
+        other, _ = _in_thread(announced_then_gives_up)
+        while arrivals.pending < 1:
+            time.sleep(0.001)
+        first, first_result = _in_thread(lambda: batcher.submit([1], timeout_s=10))
+        while batcher.depth < 1:
+            time.sleep(0.001)
+        started = time.perf_counter()
+        may_withdraw.set()
+        first.join(5)
+        assert time.perf_counter() - started < 1.0, "not the 5 s delay"
+        other.join(5)
+    finally:
+        batcher.close()
+    assert first_result["value"].outputs == [2] and model.batches == [[1]]
+    assert arrivals.pending == 0
+
+
+def test_an_announcement_counts_once_per_thread_and_submitting_takes_it_back(model):
+    arrivals = Arrivals()
+    batcher = make(model, arrivals=arrivals)
+    try:
+        arrivals.announce()
+        arrivals.announce()
+        assert arrivals.pending == 1
+        assert batcher.submit([3], timeout_s=10).outputs == [6]
+        assert arrivals.pending == 0
+        arrivals.withdraw()  # nothing left to take back: no effect
+        assert arrivals.pending == 0
+        assert batcher.submit([4], timeout_s=10).outputs == [8]  # an unannounced request
+        assert arrivals.pending == 0
+    finally:
+        batcher.close()
+
+
+def test_announced_requests_share_batches_under_many_threads(model):
+    arrivals = Arrivals()
+    batcher = make(model, max_batch_size=32, arrivals=arrivals)
+
+    def request(i):
+        arrivals.announce()
+        time.sleep(0.001)  # authentication and parsing
+        return batcher.submit([i], timeout_s=10).outputs
+
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(request, range(800)))
+    finally:
+        batcher.close()
+    assert results == [[i * 2] for i in range(800)]
+    assert arrivals.pending == 0
+    assert len(model.batches) < 800 / 2, "announced requests should mostly share batches"
 
 
 def test_requests_queued_while_busy_form_one_batch(model):

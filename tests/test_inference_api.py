@@ -177,6 +177,23 @@ def test_inference_needs_credentials(client):
     assert client.get("/v1/models").status_code == 401
 
 
+def test_every_request_takes_back_its_announcement_to_the_batchers(app, client, headers):
+    """Inference requests announce themselves to the batchers as they start (mlapi.runtime.uses_models);
+    whether they reach a model or end in an error, none may stay counted, or an idle runner would
+    wait out its delay for a request that never comes."""
+    arrivals = app.extensions["mlapi_engine"].arrivals
+    outcomes = [
+        predict(client, headers, text="Fine.").status_code,
+        client.post("/v1/predict", json={"text": "hi"}).status_code,
+        predict(client, headers, text="").status_code,
+        predict(client, headers, text="hi", model="nope").status_code,
+        client.post("/v1/embeddings", json={"input": "ok", "model": "sentiment"}, headers=headers).status_code,
+        client.post("/v2/models/sentiment/infer", json={"inputs": []}, headers=headers).status_code,
+    ]
+    assert outcomes == [200, 401, 422, 404, 422, 400]
+    assert arrivals.pending == 0
+
+
 def test_models_catalog(client, headers):
     listing = client.get("/v1/models", headers=headers).get_json()
     assert listing["object"] == "list"

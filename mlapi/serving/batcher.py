@@ -2,7 +2,8 @@
 
 A batch holds up to ``max_batch_size`` inputs (a single request bigger than that runs alone, as
 one forward pass). An idle runner dispatches the first request at once; only when requests
-pile up while the model is busy does it wait up to ``max_delay`` for a batch to fill. The queue
+pile up while the model is busy, or while other requests of this worker are on their way to a
+model (``Arrivals``), does it wait up to ``max_delay`` for a batch to fill. The queue
 is bounded (``QueueFull``: the caller answers 503); a request that waits past its deadline is
 dropped if it has not started (``DeadlineExceeded``: 504); a failing batch fails only its own
 requests; ``close()`` drains the queue before the runner stops.
@@ -37,6 +38,53 @@ class ShuttingDown(ServingError):
     """The worker is draining its queue and takes no new work."""
 
 
+class Arrivals:
+    """Requests of this process on their way to a model: announced as they start, counted until they submit.
+
+    An idle runner that dispatched the first request alone would, under steady concurrency, run
+    many small batches: the requests behind it are still being authenticated and parsed. The
+    caller announces a request as it starts (``announce``, once per thread); ``Batcher.submit``
+    takes the announcement back, and so does ``withdraw`` for a request that ends without
+    submitting (an error, a cache hit). A runner waits, up to its delay, only while some are
+    announced; with none (a lone client) it still dispatches at once.
+    """
+
+    def __init__(self) -> None:
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def announce(self) -> None:
+        if getattr(self._local, "announced", False):
+            return
+        self._local.announced = True
+        with self._lock:
+            self._pending += 1
+
+    def arrived(self) -> bool:
+        """Take back this thread's announcement, if it made one."""
+        if not getattr(self._local, "announced", False):
+            return False
+        self._local.announced = False
+        with self._lock:
+            self._pending -= 1
+        return True
+
+    def withdraw(self) -> None:
+        """This thread's request ends without (more) model work: stop waiting for it."""
+        if self.arrived():
+            for wake in self._listeners:
+                wake()
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        self._listeners.append(wake)
+
+
 @dataclass(frozen=True)
 class BatchResult:
     outputs: list[Any]
@@ -63,6 +111,7 @@ class Batcher:
         max_queue: int = 256,
         on_batch: Callable[[BatchResult], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self.run = run
         self.name = name
@@ -71,6 +120,7 @@ class Batcher:
         self.max_queue = max_queue
         self.on_batch = on_batch
         self.on_depth = on_depth
+        self.arrivals = arrivals
         self._queue: deque[_Work] = deque()
         self._queued_inputs = 0
         self._lock = threading.Condition()
@@ -78,6 +128,8 @@ class Batcher:
         self._busy = False
         self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
         self._thread.start()
+        if arrivals is not None:
+            arrivals.listen(self._wake)
 
     @property
     def alive(self) -> bool:
@@ -99,6 +151,8 @@ class Batcher:
                 raise QueueFull(f"model {self.name} has {self._queued_inputs} inputs queued; try again shortly")
             self._queue.append(work)
             self._queued_inputs += len(inputs)
+            if self.arrivals is not None:
+                self.arrivals.arrived()
             depth = self._queued_inputs
             self._lock.notify()
         self._report_depth(depth)
@@ -119,6 +173,13 @@ class Batcher:
             self._lock.notify_all()
         self._thread.join(timeout_s)
 
+    def _wake(self) -> None:
+        with self._lock:
+            self._lock.notify()
+
+    def _expecting(self) -> bool:
+        return self.arrivals is not None and self.arrivals.pending > 0
+
     def _take_batch(self) -> list[_Work] | None:
         """Block for work; then take queued requests up to the batch size (waiting only under load)."""
         with self._lock:
@@ -137,8 +198,10 @@ class Batcher:
                     batch.append(self._pop())
                     size += len(batch[-1].inputs)
                     continue
-                if self._queue or not was_busy or self._closing:
-                    break  # the next request would overflow the batch, or no load to wait for
+                if self._queue or self._closing:
+                    break  # the next request would overflow the batch
+                if not was_busy and not self._expecting():
+                    break  # no load, and no request on its way: dispatch now
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mlapi.serving.batcher import Batcher, BatchResult
+from mlapi.serving.batcher import Arrivals, Batcher, BatchResult
 from mlapi.serving.cache import PredictionCache, cache_key
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.registry import ModelRegistry
@@ -63,6 +63,8 @@ class InferenceEngine:
         self.cache = cache
         self.cache_prefix = cache_prefix
         self.observer = observer or Observer()
+        # Shared by every model's batcher: a request announces itself before it knows its model.
+        self.arrivals = Arrivals()
         self.batchers: dict[str, Batcher] = {}
         for model_id, handler in registry.handlers.items():
             run = handler.predict if "predict" in handler.capabilities else handler.embed
@@ -74,6 +76,7 @@ class InferenceEngine:
                 max_queue=settings.max_queue,
                 on_batch=lambda result, manifest=handler.manifest: self.observer.batch(manifest, result),
                 on_depth=lambda depth, manifest=handler.manifest: self.observer.depth(manifest, depth),
+                arrivals=self.arrivals,
             )
 
     def predict(self, name: str, version: str, items: Sequence[PredictInput]) -> PredictOutcome:
