@@ -56,6 +56,18 @@ def test_free_tier_gets_exactly_its_limit_with_headers_on_every_response(client,
     assert "free tier" in client.get("/v1/users/me", headers=headers).get_json()["detail"]
 
 
+def test_limits_are_checked_by_their_views_only(app, client, factory):
+    """flask-limiter's before-request pass is dropped (it would only cost CPU: there are no default
+    limits); the views' own limits still count every request exactly once."""
+    from mlapi.extensions import limiter
+
+    hooks = app.before_request_funcs.get(None, [])
+    assert all(getattr(hook, "__self__", None) is not limiter for hook in hooks)
+    headers = factory.key_headers(factory.user(tier="free"))
+    remaining = [client.get("/v1/users/me", headers=headers).headers["X-RateLimit-Remaining"] for _ in range(3)]
+    assert remaining == ["9", "8", "7"]
+
+
 def test_one_quota_per_account_across_endpoints_keys_and_tokens(client, factory):
     user = factory.user(tier="free")
     credentials = [factory.key_headers(user), factory.key_headers(user), factory.token_headers(user)]
