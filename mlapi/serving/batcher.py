@@ -189,7 +189,6 @@ class Batcher:
                 self._busy = False
                 self._lock.wait()
             was_busy = self._busy
-            self._busy = True
             batch = [self._pop()]
             size = len(batch[0].inputs)
             deadline = time.perf_counter() + self.max_delay_s
@@ -227,6 +226,13 @@ class Batcher:
             if live:
                 self._run(live)
 
+    def _note_load(self) -> None:
+        # As a pass ends and before its requests are answered: whatever is queued now arrived while
+        # the model was busy. A lone client's next request, which can only follow its answer, must
+        # not count as load (it would wait out the delay).
+        with self._lock:
+            self._busy = bool(self._queue)
+
     def _run(self, batch: list[_Work]) -> None:
         inputs = [item for work in batch for item in work.inputs]
         started = time.perf_counter()
@@ -235,11 +241,13 @@ class Batcher:
             if len(outputs) != len(inputs):
                 raise RuntimeError(f"model {self.name} returned {len(outputs)} outputs for {len(inputs)} inputs")
         except BaseException as exc:  # noqa: BLE001 (any failure fails this batch only)
+            self._note_load()
             logger.exception("batch of %d inputs failed on model %s", len(inputs), self.name)
             for work in batch:
                 work.future.set_exception(exc)
             return
         model_ms = (time.perf_counter() - started) * 1000
+        self._note_load()
         offset = 0
         for work in batch:
             result = BatchResult(
