@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -29,3 +30,18 @@ def test_make_bench_runs_end_to_end(tmp_path):
     assert all(run["requests"] > 0 and run["non_2xx"] == 0 for run in data["predict"])
     assert data["batch"]["sentences_per_s"] > 0
     assert len(list(tmp_path.glob("bench-*.png"))) == 1
+
+
+def test_the_engine_batching_benchmark_runs_end_to_end(tmp_path):
+    """benchmarks/engine_batching.py (batched vs unbatched, on any device; the CPU here)."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/engine_batching.py", "--seconds", "0.3", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (report,) = tmp_path.glob("engine-cpu-*.json")
+    data = json.loads(report.read_text())
+    assert [run["concurrency"] for run in data["runs"]] == [1, 16, 64]
+    for run in data["runs"]:
+        for mode in ("unbatched", "batched"):
+            assert run[mode]["sentences_per_s"] > 0 and run[mode]["p99_ms"] >= run[mode]["p50_ms"] > 0
