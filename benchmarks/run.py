@@ -9,6 +9,7 @@
     POST /v1/predict at concurrency 1, 16 and 64: req/s, p50, p99, non-2xx.
 (c) POST /v1/predict/batch with 32 inputs: sentences/s.
 (d) The bare model's p50 at batch 1 against the server's p50 at concurrency 1: the overhead.
+Then L once more at its best batch size, to show how far the machine's speed drifted meanwhile.
 wrk runs on the same cores as the server (the load generator is included in the budget).
 Results: a table, benchmarks/results/bench-<time>.json and a PNG of throughput and p99.
 """
@@ -73,11 +74,11 @@ def _model_worker(threads: int, batch_size: int, seconds: float, ready, start, r
     results.put(done / (time.perf_counter() - began))
 
 
-def model_limit(processes: int, threads: int, seconds: float) -> dict[int, float]:
+def model_limit(processes: int, threads: int, seconds: float, batch_sizes=BATCH_SIZES) -> dict[int, float]:  # noqa: ANN001
     """Sentences/s of ``processes`` model-only processes in parallel, per batch size."""
     context = mp.get_context("spawn")
     rates = {}
-    for batch_size in BATCH_SIZES:
+    for batch_size in batch_sizes:
         ready, start, results = context.Barrier(processes + 1), context.Barrier(processes + 1), context.Queue()
         workers = [
             context.Process(target=_model_worker, args=(threads, batch_size, seconds, ready, start, results))
@@ -238,12 +239,16 @@ def main() -> None:
     finally:
         server.stop()
     batch_run["sentences_per_s"] = batch_run["req_per_s"] * 32
+    # This machine's speed drifts: L again at its best batch size, after the server runs, shows by
+    # how much it moved meanwhile (the ratios stay against the L measured first).
+    best_batch = max(rates, key=rates.get)
+    limit_after = model_limit(args.workers, torch_threads, seconds, (best_batch,))[best_batch]
 
     results = {
         "when": datetime.now(timezone.utc).isoformat(),
         "setup": {"workers": args.workers, "threads": args.threads, "torch_threads": torch_threads,
                   "cores": os.cpu_count(), "model": f"{MODEL}:{VERSION}", "seconds": seconds, "quick": args.quick},
-        "model_limit": {"per_batch_size": rates, "L": limit},
+        "model_limit": {"per_batch_size": rates, "L": limit, "L_after_server_runs": limit_after},
         "bare_model_p50_ms": bare_ms,
         "predict": predict_runs,
         "batch": batch_run,
@@ -256,6 +261,8 @@ def main() -> None:
 
     print(f"\nmodel-only limit L = {limit:.0f} sentences/s "
           f"({', '.join(f'batch {b}: {r:.0f}' for b, r in rates.items())}); bare model p50 at batch 1: {bare_ms:.2f} ms")
+    print(f"L again after the server runs (batch {best_batch}): {limit_after:.0f} sentences/s "
+          f"({(limit_after / limit - 1) * 100:+.0f}%: how much the machine's speed moved during the run)")
     print(f"{'run':<22}{'req/s':>9}{'sent/s':>9}{'x L':>7}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
     for run in predict_runs:
         print(f"{'predict c=' + str(run['concurrency']):<22}{run['req_per_s']:>9.0f}{run['req_per_s']:>9.0f}"

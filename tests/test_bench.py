@@ -25,7 +25,7 @@ def test_make_bench_runs_end_to_end(tmp_path):
     assert "model-only limit L" in result.stdout and "overhead at c=1" in result.stdout
     (report,) = tmp_path.glob("bench-*.json")
     data = json.loads(report.read_text())
-    assert data["model_limit"]["L"] > 0
+    assert data["model_limit"]["L"] > 0 and data["model_limit"]["L_after_server_runs"] > 0
     assert [run["concurrency"] for run in data["predict"]] == [1, 16, 64]
     assert all(run["requests"] > 0 and run["non_2xx"] == 0 for run in data["predict"])
     assert data["batch"]["sentences_per_s"] > 0
