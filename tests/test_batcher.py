@@ -154,6 +154,16 @@ def test_an_announcement_counts_once_per_thread_and_submitting_takes_it_back(mod
         batcher.close()
 
 
+def test_a_refused_request_is_no_longer_counted_as_on_its_way(model):
+    arrivals = Arrivals()
+    batcher = make(model, arrivals=arrivals)
+    batcher.close()
+    arrivals.announce()
+    with pytest.raises(ShuttingDown):
+        batcher.submit([1], timeout_s=10)
+    assert arrivals.pending == 0
+
+
 def test_announced_requests_share_batches_under_many_threads(model):
     arrivals = Arrivals()
     batcher = make(model, max_batch_size=32, arrivals=arrivals)

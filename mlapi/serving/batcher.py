@@ -145,14 +145,14 @@ class Batcher:
         """Run ``inputs`` in a batch and wait for their outputs, in order (blocks the caller)."""
         work = _Work(inputs)
         with self._lock:
+            if self.arrivals is not None:
+                self.arrivals.arrived()  # queued or refused: either way no longer on its way
             if self._closing:
                 raise ShuttingDown(f"model {self.name} is shutting down")
             if self._queued_inputs + len(inputs) > self.max_queue and self._queue:
                 raise QueueFull(f"model {self.name} has {self._queued_inputs} inputs queued; try again shortly")
             self._queue.append(work)
             self._queued_inputs += len(inputs)
-            if self.arrivals is not None:
-                self.arrivals.arrived()
             depth = self._queued_inputs
             self._lock.notify()
         self._report_depth(depth)
