@@ -56,6 +56,16 @@ def test_access_log_is_one_json_line_per_request(tmp_path, capsys):
     assert "timestamp" in entry and "message" in entry
 
 
+def test_the_api_keeps_no_cookie_session(app, client):
+    from flask import session
+    from flask.sessions import NullSession
+
+    with app.test_request_context("/health", headers={"Cookie": "session=forged"}):
+        assert isinstance(session._get_current_object(), NullSession)
+    response = client.get("/health", headers={"Cookie": "session=forged"})
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+
+
 def test_cors_is_off_by_default(client):
     response = client.get("/health", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in response.headers
