@@ -1,4 +1,4 @@
-"""Per-request plumbing: request IDs, the body limit, security headers and the access log."""
+"""Per-request plumbing: request IDs, the body limit, security headers, the access log, no cookie sessions."""
 
 from __future__ import annotations
 
