@@ -82,20 +82,26 @@ def _in_thread(function):
     return thread, result
 
 
+def _announced_in_thread(arrivals, then):
+    """A request on its way, in its own thread: it announces itself, then runs ``then`` once ``go`` is set."""
+    go = threading.Event()
+
+    def request():
+        arrivals.announce()
+        go.wait(5)
+        return then()
+
+    thread, result = _in_thread(request)
+    while arrivals.pending < 1:
+        time.sleep(0.001)
+    return thread, result, go
+
+
 def test_an_idle_batcher_waits_for_a_request_announced_as_on_its_way(model):
     arrivals = Arrivals()
     batcher = make(model, max_delay_s=5.0, arrivals=arrivals)
-    may_submit = threading.Event()
-
-    def announced_then_submits():
-        arrivals.announce()
-        may_submit.wait(5)
-        return batcher.submit(["late"], timeout_s=10)
-
     try:
-        late, late_result = _in_thread(announced_then_submits)
-        while arrivals.pending < 1:
-            time.sleep(0.001)
+        late, late_result, may_submit = _announced_in_thread(arrivals, lambda: batcher.submit(["late"], timeout_s=10))
         first, first_result = _in_thread(lambda: batcher.submit(["first"], timeout_s=10))
         time.sleep(0.1)  # "first" is submitted, and the runner holds it
         assert model.batches == [], "the runner waits while a request is on its way"
@@ -112,17 +118,9 @@ def test_an_idle_batcher_waits_for_a_request_announced_as_on_its_way(model):
 def test_a_withdrawn_announcement_ends_the_wait_at_once(model):
     arrivals = Arrivals()
     batcher = make(model, max_delay_s=5.0, arrivals=arrivals)
-    may_withdraw = threading.Event()
-
-    def announced_then_gives_up():
-        arrivals.announce()
-        may_withdraw.wait(5)
-        arrivals.withdraw()  # e.g. its credentials were refused
-
     try:
-        other, _ = _in_thread(announced_then_gives_up)
-        while arrivals.pending < 1:
-            time.sleep(0.001)
+        # It gives up instead of submitting, e.g. its credentials were refused.
+        other, _, may_withdraw = _announced_in_thread(arrivals, arrivals.withdraw)
         first, first_result = _in_thread(lambda: batcher.submit([1], timeout_s=10))
         time.sleep(0.1)  # submitted, and the runner holds it
         assert model.batches == []
