@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from mlapi.config import ConfigError, load_settings
+from mlapi.gunicorn_worker import forget_slot
 from mlapi.serving.errors import ManifestError
 from mlapi.serving.store import ModelStore
 
@@ -24,7 +25,8 @@ except (ConfigError, ManifestError) as exc:
 bind = [settings.bind]
 workers = settings.workers
 threads = settings.threads
-worker_class = "gthread"
+# gthread, accepting so that every worker holds its share of the connections (mlapi.gunicorn_worker).
+worker_class = "mlapi.gunicorn_worker.BalancedThreadWorker"
 # Models and CUDA must be initialised in each worker, after fork, never in the master.
 preload_app = False
 timeout = 60
@@ -69,6 +71,7 @@ def child_exit(server, worker) -> None:  # noqa: ANN001 (master, after a worker 
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
     GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+    forget_slot(getattr(worker, "mlapi_slot", None))
 
 
 # Device slots (DESIGN.md, Process model): each worker takes the lowest free slot k and runs its

@@ -204,10 +204,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="mlapi throughput benchmark")
     parser.add_argument("--quick", action="store_true", help="short runs: checks that everything works")
     parser.add_argument("--workers", type=int, default=2)
-    # Gunicorn does not spread keep-alive connections evenly over its workers (10 and 6 at
-    # concurrency 16): a worker holding more connections than threads queues the extra requests
-    # in its thread pool, outside the batcher, for a whole forward pass. At concurrency 64 with 32
-    # threads the p99 was 320-550 ms (nine runs); with 64, 290-390 ms (eight) at the same throughput.
+    # A worker holding more connections than threads queues the extra requests in its thread pool,
+    # outside the batcher, for a whole forward pass: each worker gets threads for every connection
+    # (they mostly wait on the batcher). Before connections were spread evenly over the workers
+    # (mlapi.gunicorn_worker), 32 threads gave a p99 at concurrency 64 of 320-550 ms over nine
+    # runs, and 64 threads 290-390 ms over eight, at the same throughput.
     parser.add_argument("--threads", type=int, default=max(CONCURRENCY),
                         help="request threads per worker (>= the connections one worker may hold)")
     parser.add_argument("--seconds", type=float, default=15.0)
