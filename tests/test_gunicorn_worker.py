@@ -70,6 +70,16 @@ def slot_of(connection):
     return json.loads(response.read())["worker_slot"]
 
 
+def slots_answering(server, count):
+    """Open ``count`` connections at once; the slot that answers on each, in order."""
+    connections = open_connections(server, count)
+    try:
+        return [slot_of(connection) for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def slots_by_pid(server):
     ready = [e for e in server.log_entries() if e.get("message", "").startswith("worker ready")]
     return {e["pid"]: int(e["message"].split("slot ")[1].rstrip(")")) for e in ready}
@@ -101,14 +111,9 @@ def test_a_killed_worker_does_not_hold_the_others_back(two_workers):
     victim = next(pid for pid, slot in slots_by_pid(two_workers).items() if slot == 0)
     os.kill(victim, signal.SIGKILL)
     began = time.monotonic()
-    connections = open_connections(two_workers, 6)
-    try:
-        # Its replacement loads its models for seconds: the survivor takes every connection, at
-        # once, although it then holds more than the dead worker's last count.
-        assert [slot_of(connection) for connection in connections] == [1] * 6
-    finally:
-        for connection in connections:
-            connection.close()
+    # Its replacement loads its models for seconds: the survivor takes every connection, at once,
+    # although it then holds more than the dead worker's last count.
+    assert slots_answering(two_workers, 6) == [1] * 6
     assert time.monotonic() - began < 2.5  # not held back until the dead worker's heartbeat goes stale (5 s)
 
 
@@ -118,12 +123,7 @@ def test_a_hung_worker_stops_counting_after_a_while(two_workers):
     os.kill(frozen, signal.SIGSTOP)
     try:
         began = time.monotonic()
-        connections = open_connections(two_workers, 6)
-        try:
-            assert [slot_of(connection) for connection in connections] == [1] * 6
-        finally:
-            for connection in connections:
-                connection.close()
+        assert slots_answering(two_workers, 6) == [1] * 6
         # Held back to the frozen worker's count until its heartbeat went stale (5 s), not until
         # keep-alive timeouts free one connection at a time (about 5 s each).
         assert time.monotonic() - began < 10
