@@ -14,12 +14,21 @@ BENCH_ARGS ?=
 
 .PHONY: install dev chromium run test bench clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+# Each stamp is written last, after its step succeeded: a step that failed (or was interrupted)
+# leaves no stamp, so the next `make run` does it again rather than skip it.
+.DELETE_ON_ERROR:
 
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+# A venv counts as made once its pip runs (a venv whose ensurepip failed still has bin/python).
+$(VENV)/.venv-created:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null
+	touch $@
+
+# Installed means "the mlapi command runs", not only "pip exited 0".
+$(VENV)/.installed: setup.cfg pyproject.toml | $(VENV)/.venv-created
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/mlapi --version
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
