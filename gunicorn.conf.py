@@ -46,12 +46,12 @@ logconfig_dict = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "mlapi.logs.json_formatter"}},
     "handlers": {
-        "json_stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+        "json_stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     },
     # Gunicorn merges this shallowly over its defaults: name every logger it configures.
-    "root": {"level": "WARNING", "handlers": ["json_stdout"]},
+    "root": {"level": "WARNING", "handlers": ["json_stderr"]},
     "loggers": {
-        "gunicorn.error": {"level": settings.log_level, "handlers": ["json_stdout"], "propagate": False},
+        "gunicorn.error": {"level": settings.log_level, "handlers": ["json_stderr"], "propagate": False},
         # With a logconfig_dict Gunicorn writes access lines too; the app's own are richer: drop these.
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },

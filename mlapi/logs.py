@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line on stdout, with the request's context."""
+"""Structured logs: one JSON object per line on stderr (stdout is left to command output), with the request's context."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ LOGGERS = {"mlapi": None, "flask-limiter": "INFO"}
 
 
 def configure_logging(level: str) -> None:
-    """Route our loggers (and flask-limiter's) to stdout as JSON lines (idempotent)."""
-    handler = logging.StreamHandler(sys.stdout)
+    """Route our loggers (and flask-limiter's) to stderr as JSON lines (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
     handler.mlapi_json = True  # type: ignore[attr-defined]
     handler.setFormatter(json_formatter())
     handler.addFilter(RequestContextFilter())

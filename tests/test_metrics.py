@@ -136,7 +136,7 @@ def test_the_access_log_names_the_account_and_model_never_the_key(tmp_path, caps
         app.test_client().post("/v1/predict", json={"text": "log this"}, headers={"X-API-Key": key})
     finally:
         db.dispose()
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     line = next(json.loads(x) for x in out.splitlines() if '"mlapi.access"' in x)
     assert (line["account_id"], line["api_key_id"], line["tier"]) == (record.user_id, record.id, "pro")
     assert (line["model"], line["model_version"], line["status"]) == ("sentiment", "1.1", 200)

@@ -42,7 +42,7 @@ def test_access_log_is_one_json_line_per_request(tmp_path, capsys):
         app.test_client().get("/missing?q=1", headers={"X-Request-ID": "log-me"})
     finally:
         db.dispose()
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
     access = [line for line in lines if line["logger"] == "mlapi.access"]
     assert len(access) == 1
     entry = access[0]

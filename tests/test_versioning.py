@@ -236,7 +236,7 @@ def test_paths_outside_the_aliases_are_untouched(light_app, key_headers, path):
 
 
 def test_metrics_and_access_log_see_the_versioned_route(capsys, make_app):
-    app = make_app()  # created under capsys: the log handler writes to the captured stdout
+    app = make_app()  # created under capsys: the log handler writes to the captured stderr
     key_headers = Factory(app).key_headers(Factory(app).user(tier="pro"))
     labels = {"method": "GET", "endpoint": "/v1/users/me", "status": "200"}
     before = REGISTRY.get_sample_value("api_requests_total", labels) or 0
@@ -244,7 +244,7 @@ def test_metrics_and_access_log_see_the_versioned_route(capsys, make_app):
     app.test_client().get("/users/me", headers={**key_headers, "Accept": V1, "X-Request-ID": "logged"})
     assert REGISTRY.get_sample_value("api_requests_total", labels) == before + 1
     assert REGISTRY.get_sample_value("api_requests_total", {**labels, "endpoint": "/users/me"}) is None
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     (entry,) = [line for line in lines if line["logger"] == "mlapi.access" and line.get("request_id") == "logged"]
     assert (entry["path"], entry["requested_path"], entry["api_version"]) == ("/v1/users/me", "/users/me", "v1")
 
