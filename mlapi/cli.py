@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
 
+from mlapi import __version__
 from mlapi.config import ConfigError
 
 
@@ -21,11 +23,16 @@ def register_commands(app: Flask) -> None:
 def _create_app() -> Flask:
     from mlapi.app import create_app
 
-    # Admin commands never need the model weights in memory.
-    return create_app(load_models=False)
+    # Admin commands never need the model weights (nor torch) in memory. An operator at a terminal
+    # wants the command's answer, not the server's start-up notes: warnings only, unless asked.
+    quiet = {} if "MLAPI_LOG_LEVEL" in os.environ else {"MLAPI_LOG_LEVEL": "WARNING"}
+    return create_app(quiet, load_models=False)
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False, load_dotenv=False)
+@click.group(
+    cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False, load_dotenv=False
+)
+@click.version_option(__version__, prog_name="mlapi", message="%(prog)s %(version)s")
 def cli() -> None:
     """Administer mlapi: database migrations, users and API keys."""
 

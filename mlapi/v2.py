@@ -8,6 +8,8 @@ machine-readable name.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import marshmallow as ma
 from flask import Response, g, request
 
@@ -18,9 +20,11 @@ from mlapi.openapi import Blueprint
 from mlapi.request_context import add_access_log_fields
 from mlapi.runtime import engine, registry, uses_models
 from mlapi.schemas import MAX_ITEMS, TEXT
-from mlapi.serving.handlers import Handler
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
+
+if TYPE_CHECKING:
+    from mlapi.serving.handlers import Handler
 
 blp = Blueprint(
     "v2",

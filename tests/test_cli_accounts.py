@@ -14,7 +14,8 @@ def test_users_create_list_and_administer(runner, client):
     result = invoke(runner, "users", "create", "carol", "--password", "a good password", "--tier", "pro", "--admin")
     assert result.exit_code == 0, result.output
     assert "created user carol" in result.output and "admin" in result.output
-    assert "carol\tpro\tadmin" in invoke(runner, "users", "list").output
+    users = invoke(runner, "users", "list").output.splitlines()
+    assert users[0] == "id\tusername\ttier\tflags" and "carol\tpro\tadmin" in users[1]
 
     assert invoke(runner, "users", "set-tier", "carol", "enterprise").exit_code == 0
     assert accounts.get_user(db.session, "carol").tier == "enterprise"
@@ -83,9 +84,11 @@ def test_keys_create_list_revoke(runner, client):
     assert key.startswith("mlapi_")
     assert client.get("/v1/users/me", headers={"X-API-Key": key}).get_json()["username"] == "hank"
 
-    listing = invoke(runner, "keys", "list", "hank").output
-    assert "deploy" in listing and key[:12] in listing and key not in listing
-    key_id = listing.split("\t")[0]
+    listing = invoke(runner, "keys", "list", "hank").output.splitlines()
+    assert listing[0].split("\t") == ["id", "prefix", "label", "created", "expires", "last_used", "revoked"]
+    [row] = listing[1:]
+    assert "deploy" in row and key[:12] in row and key not in row
+    key_id = row.split("\t")[0]
     assert invoke(runner, "keys", "revoke", key_id).exit_code == 0
     assert client.get("/v1/users/me", headers={"X-API-Key": key}).status_code == 401
 
@@ -120,7 +123,9 @@ def test_models_list_reads_the_store_without_loading_it(runner):
     result = invoke(runner, "models", "list")
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert [line.split("\t")[:2] for line in lines] == [["minilm", "1.0*"], ["sentiment", "1.0 "], ["sentiment", "1.1*"]]
+    assert [line.split("\t")[:2] for line in lines] == [
+        ["name", "version"], ["minilm", "1.0*"], ["sentiment", "1.0 "], ["sentiment", "1.1*"]
+    ]
 
 
 def test_models_list_reports_a_broken_store_in_one_line(tmp_path):

@@ -21,7 +21,11 @@ def _date(value) -> str:  # noqa: ANN001 (datetime or None)
 @click.option("--label", default="cli", show_default=True)
 @click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None)
 def create(username: str, label: str, expires_in_days: int | None) -> None:
-    """Create a key for USERNAME and print it (once: only its hash is kept)."""
+    """Create a key for USERNAME and print it (once: only its hash is kept).
+
+    Only the key goes to stdout, so that `KEY=$(mlapi keys create NAME)` captures it; its id,
+    label and expiry go to stderr.
+    """
     with store_errors_reported():
         owner = accounts.get_user(db.session, username)
         record, key = api_keys.create_api_key(db.session, owner, label, expires_in_days, actor=cli_actor())
@@ -35,6 +39,7 @@ def list_(username: str) -> None:
     """List USERNAME's keys (id, prefix, label, created, expires, last used, revoked)."""
     with store_errors_reported():
         owner = accounts.get_user(db.session, username)
+    click.echo("id\tprefix\tlabel\tcreated\texpires\tlast_used\trevoked")
     for k in api_keys.list_api_keys(db.session, owner):
         dates = "\t".join(_date(d) for d in (k.created_at, k.expires_at, k.last_used_at, k.revoked_at))
         click.echo(f"{k.id}\t{k.prefix}…\t{k.label}\t{dates}")

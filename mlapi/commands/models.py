@@ -27,6 +27,7 @@ def open_checked_store() -> ModelStore:
 def list_() -> None:
     """Every model version: name, version, task, handler, weights ('*' marks what latest resolves to)."""
     store = open_checked_store()
+    click.echo("name\tversion\ttask\thandler\tweights")
     for manifest in store.all():
         marker = "*" if store.latest[manifest.name] == manifest.version else " "
         click.echo(f"{manifest.name}\t{manifest.version}{marker}\t{manifest.task}\t{manifest.handler}\t{manifest.weights}")

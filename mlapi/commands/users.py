@@ -34,6 +34,7 @@ def create(username: str, password: str, tier: str, is_admin: bool, email: str |
 def list_() -> None:
     """List every user."""
     users, _ = accounts.list_users(db.session)
+    click.echo("id\tusername\ttier\tflags")
     for user in users:
         flags = ",".join(f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on)
         click.echo(f"{user.id}\t{user.username}\t{user.tier}\t{flags or '-'}")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
+from typing import TYPE_CHECKING
+
 from mlapi.serving.errors import ManifestError, ServingError
-from mlapi.serving.handlers import Handler, handler_class
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.store import LATEST, ModelStore
+
+if TYPE_CHECKING:
+    from mlapi.serving.handlers import Handler
 
 logger = logging.getLogger("mlapi.serving")
 
@@ -21,6 +25,9 @@ class ModelRegistry:
 
     def load(self) -> ModelRegistry:
         """Load and warm up every model; a broken one stops start-up with a message naming its file."""
+        # The handlers bring torch (1.4 s to import): only a process that loads models pays for it.
+        from mlapi.serving.handlers import handler_class
+
         for manifest in self.store.all():
             started = time.perf_counter()
             handler = handler_class(manifest)(manifest, self.device)
