@@ -35,8 +35,16 @@ from mlapi.store.tokens import is_token_revoked
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 _View = TypeVar("_View", bound=Callable[..., Any])
 
+# What a caller without a credential does next: every "missing" or "unknown" answer says it.
+_HOW_TO_GET_ONE = (
+    "Get a token from POST /v1/token (form fields username, password); with it, create an API key with "
+    "POST /v1/api-keys. An operator creates one with `mlapi keys create USERNAME`."
+)
+# What a shell sends when the command that should have produced the token failed (`jq -r` prints null).
+_PLACEHOLDER_TOKENS = frozenset({"null", "undefined", "none", "nil", '""', "''"})
+
 _KEY_FAILURES = {
-    "unknown_key": "The API key is not valid.",
+    "unknown_key": f"The API key is not valid. {_HOW_TO_GET_ONE}",
     "revoked_key": "The API key has been revoked.",
     "expired_key": "The API key has expired.",
     "disabled_user": "The account is disabled.",
@@ -101,13 +109,27 @@ def resolve_account() -> Account:
             assert outcome.failure is not None
             raise unauthorized(outcome.failure, _KEY_FAILURES[outcome.failure])
         return Account.of(outcome.owner, outcome.key_id)
-    if token is None:
-        raise unauthorized("missing_credentials", "Send 'Authorization: Bearer <token>' or 'X-API-Key: <key>'.")
     return Account.of(verified_token_user())
+
+
+def _require_a_bearer_token() -> None:
+    """401 missing_credentials when no token was sent, or a placeholder stands where it should be."""
+    token = bearer_token()
+    if token is None:
+        raise unauthorized(
+            "missing_credentials", f"Send 'Authorization: Bearer <token>' or 'X-API-Key: <key>'. {_HOW_TO_GET_ONE}"
+        )
+    if token.lower() in _PLACEHOLDER_TOKENS:
+        raise unauthorized(
+            "missing_credentials",
+            f"The bearer token is missing: the header holds {token[:16]!r}, most likely the output of a login "
+            f"that failed. {_HOW_TO_GET_ONE}",
+        )
 
 
 def verified_token_user(*, refresh: bool = False, verify_type: bool = True) -> User:
     """Verify the bearer JWT (signature, algorithm, expiry, type, revocation) and load its user."""
+    _require_a_bearer_token()
     try:
         verify_jwt_in_request(refresh=refresh, verify_type=verify_type)
         user = get_current_user()

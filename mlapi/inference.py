@@ -12,7 +12,7 @@ from flask import g, request
 from mlapi.auth import requires_auth
 from mlapi.errors import APIError
 from mlapi.openapi import Blueprint
-from mlapi.schemas import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA
+from mlapi.schemas import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA, quota_cost
 from mlapi.request_context import add_access_log_fields
 from mlapi.runtime import engine, uses_models
 from mlapi.serving.manifest import Manifest
@@ -153,7 +153,7 @@ def _items_in_body(field: str) -> int:
     except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
         return 1
     value = body.get(field) if isinstance(body, dict) else None
-    return len(value) if isinstance(value, list) and value else 1
+    return quota_cost(len(value) if isinstance(value, list) else None)
 
 
 def _model(args: dict, default: str) -> tuple[str, str]:

@@ -15,6 +15,16 @@ MAX_TEXT = 5000
 MAX_ITEMS = 100
 
 
+def quota_cost(items: int | None) -> int:
+    """What a request of ``items`` inputs costs against the quota: one per input, at least one.
+
+    A request over ``MAX_ITEMS`` costs one: validation refuses it next, naming the real cap, and no
+    model runs; charged in full it would meet the quota's message first (101 items on a 100/minute
+    tier read "more than the whole quota").
+    """
+    return items if items is not None and 1 <= items <= MAX_ITEMS else 1
+
+
 class Contains(ma.validate.Regexp):
     """Passes when the pattern matches anywhere, as JSON Schema's ``pattern`` does (``Regexp`` anchors
     at the start); the OpenAPI document shows the pattern."""

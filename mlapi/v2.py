@@ -19,7 +19,7 @@ from mlapi.errors import APIError, register_protocol_errors
 from mlapi.openapi import Blueprint
 from mlapi.request_context import add_access_log_fields
 from mlapi.runtime import engine, registry, uses_models
-from mlapi.schemas import MAX_ITEMS, TEXT
+from mlapi.schemas import MAX_ITEMS, TEXT, quota_cost
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
 
@@ -188,7 +188,7 @@ def _requested_items() -> int:
         count = _raw_request().declared_texts()
     except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
         return 1
-    return max(1, min(count or 1, MAX_ITEMS))
+    return quota_cost(count)
 
 
 @blp.route("/models/<name>/infer", methods=["POST"], endpoint="infer")

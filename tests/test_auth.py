@@ -84,6 +84,28 @@ def test_missing_credentials(client):
     assert_401(client.get("/v1/users/me", headers={"Authorization": "Basic abc"}), "missing_credentials")
 
 
+def test_a_missing_or_unknown_credential_says_how_to_get_one(client):
+    for response in (
+        client.get("/v1/users/me"),
+        client.get("/v1/users/me", headers={"X-API-Key": "mlapi_" + "x" * 43}),
+    ):
+        detail = response.get_json()["detail"]
+        assert response.status_code == 401
+        assert "POST /v1/token" in detail and "POST /v1/api-keys" in detail and "mlapi keys create" in detail
+
+
+@pytest.mark.parametrize("placeholder", ["null", "undefined", "None"])
+def test_a_placeholder_bearer_token_is_reported_missing_not_malformed(client, placeholder):
+    """`TOKEN=$(curl ... | jq -r .access_token)` after a failed login sends 'Bearer null'."""
+    for response in (
+        client.get("/v1/users/me", headers={"Authorization": f"Bearer {placeholder}"}),
+        client.post("/v1/token/refresh", headers={"Authorization": f"Bearer {placeholder}"}),
+    ):
+        body = assert_401(response, "missing_credentials")
+        assert "missing" in body["detail"] and repr(placeholder) in body["detail"]
+        assert "POST /v1/token" in body["detail"]
+
+
 def test_api_key_in_either_header(client, factory):
     user = factory.user("kim")
     _, key = factory.api_key(user)

@@ -1,5 +1,7 @@
 """Rate limits in one process (in-memory counters): tiers, sharing, costs, anonymous and login limits."""
 
+import json
+
 import pytest
 from flask import request
 
@@ -179,6 +181,24 @@ def test_forwarded_for_is_the_client_behind_one_trusted_proxy(tmp_path):
         assert client.get("/v1/users/me", headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 401
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("tier", ["free", "pro"])
+def test_a_batch_over_the_cap_names_the_cap_not_the_quota(client, factory, tier):
+    """101 items on pro (100/minute) once read "more than the whole quota"; the cap of 100 comes first."""
+    headers = factory.key_headers(factory.user(tier=tier))
+    remaining = lambda: int(client.get("/v1/users/me", headers=headers).headers["X-RateLimit-Remaining"])  # noqa: E731
+    before = remaining()
+    for path, body in (("/v1/predict/batch", {"inputs": ["x"] * 101}), ("/v1/embeddings", {"input": ["x"] * 101})):
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 422, response.get_json()
+        assert response.get_json()["error"] == "validation_error"
+        assert "100" in json.dumps(response.get_json()["errors"])
+    v2 = {"inputs": [{"name": "text", "shape": [101], "datatype": "BYTES", "data": ["x"] * 101}]}
+    response = client.post("/v2/models/sentiment/infer", json=v2, headers=headers)
+    assert response.status_code == 400 and "1 to 100 texts" in response.get_json()["error"]  # the protocol's status
+    # Refused before any model ran, each cost one request, not 101 items (and one for this look).
+    assert before - remaining() == 4
 
 
 def test_a_request_larger_than_the_whole_quota_is_422_not_429(client, factory):
