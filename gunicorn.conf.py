@@ -2,6 +2,7 @@
 
 import gc
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -61,10 +62,23 @@ logconfig_dict = {
 def on_starting(server) -> None:  # noqa: ANN001 (master, once, before any worker)
     # Metrics of every worker, live and dead, are aggregated from files in this directory;
     # stale files from an earlier run would add to the new totals, so it starts empty.
-    directory = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlapi-metrics-")))
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="mlapi-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        server.mlapi_created_metrics_dir = directory
+
+
+def on_exit(server) -> None:  # noqa: ANN001 (master, once, as it exits)
+    # A directory the operator configured is theirs to keep; the one made here is removed.
+    created = getattr(server, "mlapi_created_metrics_dir", None)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 (master, after a worker exited)
@@ -74,7 +88,7 @@ def child_exit(server, worker) -> None:  # noqa: ANN001 (master, after a worker 
     forget_slot(getattr(worker, "mlapi_slot", None))
 
 
-# Device slots (DESIGN.md, Process model): each worker takes the lowest free slot k and runs its
+# Device slots (README, Deploy: Sizing): each worker takes the lowest free slot k and runs its
 # models on devices[k % len(devices)]; a respawned worker takes the slot its predecessor freed.
 SLOT_ENV = "MLAPI_WORKER_SLOT"
 
@@ -92,12 +106,27 @@ def post_fork(server, worker) -> None:  # noqa: ANN001 (in the worker, before th
     os.environ[SLOT_ENV] = str(worker.mlapi_slot)
 
 
-def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker, after the app and models loaded)
-    # A full collection over torch and a model's objects costs ~140 ms (a p99 spike); the loaded
-    # models live for the whole process, so move them out of the collector's sight.
-    gc.collect()
-    gc.freeze()
-    worker.log.info("worker ready (slot %s)", worker.mlapi_slot)
+def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker: the app is built, its models loading)
+    from mlapi.runtime import READY, model_loading
+
+    loading = model_loading(worker.wsgi)
+    if loading is None:
+        return
+    worker.hold_share_until_loaded()
+
+    def loaded(done) -> None:  # noqa: ANN001 (runtime.ModelLoading, in its thread)
+        if done.state != READY:
+            worker.log.error("worker failed to load its models (slot %s): %s", worker.mlapi_slot, done.error)
+            worker.models_failed()
+            return
+        # A full collection over torch and a model's objects costs ~140 ms (a p99 spike); the
+        # loaded models live for the whole process, so move them out of the collector's sight.
+        gc.collect()
+        gc.freeze()
+        worker.log.info("worker ready (slot %s)", worker.mlapi_slot)
+        worker.models_loaded()
+
+    loading.when_done(loaded)
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001 (in the worker, as it exits)

@@ -38,10 +38,13 @@ from mlapi.logs import configure_logging
 from mlapi.openapi import OPENAPI_CONFIG
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_models: bool = True) -> Flask:
+def create_app(
+    config: Settings | Mapping[str, Any] | None = None, *, load_models: bool = True, background_loading: bool = False
+) -> Flask:
     """Build the app from the environment, overlaid with ``config`` (``MLAPI_*`` names).
 
-    ``load_models=False`` (the admin CLI) skips loading the model weights.
+    ``load_models=False`` (the admin CLI) skips loading the model weights. ``background_loading``
+    (Gunicorn, in wsgi.py) returns before they are loaded: the app answers 503 until they are.
     """
     settings = resolve_settings(config)
     app = Flask("mlapi", instance_relative_config=True, static_folder=None)
@@ -51,7 +54,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_model
     versioning.init_app(app)
     register_extensions(app, settings)
     if load_models:
-        runtime.init_app(app, settings)
+        runtime.init_app(app, settings, background=background_loading)
     register_blueprints(app)
     errors.register_errorhandlers(app)
     register_commands(app)

@@ -11,13 +11,19 @@ worker (one entry per worker slot, see ``gunicorn.conf.py``), and stops acceptin
 more than the least-loaded other worker. The least-loaded worker always accepts, so no connection
 is refused. A worker that is starting (loading its models), stopping, dead, or whose event loop
 has not run for ``STALE_S`` does not count: the others accept without regard to it.
+
+A worker loading its models (in a thread: see ``hold_share_until_loaded``) accepts only while no
+other worker serves: at start-up every worker answers ``/health`` and ``/ready`` at once, and a
+worker respawned beside serving ones takes no connection until it can run the models.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from multiprocessing.sharedctypes import RawArray
 
+from gunicorn.arbiter import Arbiter
 from gunicorn.workers.gthread import ThreadWorker
 
 SLOTS = 64  # worker slots balanced; a worker on a higher slot accepts as plain gthread does
@@ -53,6 +59,8 @@ class BalancedThreadWorker(ThreadWorker):
     _connections = 0
     _configured_limit = 0
     _publishing = False
+    _holding = False  # its models are loading
+    _boot_failed = False
 
     @property
     def _slot(self) -> int | None:
@@ -73,6 +81,9 @@ class BalancedThreadWorker(ThreadWorker):
     # ThreadWorker accepts while ``nr_conns < worker_connections``, checked after every event.
     @property
     def worker_connections(self) -> int:
+        if self._holding:
+            serving = least_other_load(-1 if self._slot is None else self._slot, time.monotonic()) is not None
+            return 0 if serving else self._configured_limit
         if not self._publishing:
             return self._configured_limit
         least = least_other_load(self._slot, time.monotonic())
@@ -82,16 +93,42 @@ class BalancedThreadWorker(ThreadWorker):
     def worker_connections(self, value: int) -> None:
         self._configured_limit = value
 
+    # Called by gunicorn.conf.py's hooks; the last two from the thread that loaded the models.
+    def hold_share_until_loaded(self) -> None:
+        """The models are loading: take connections only while no other worker serves."""
+        self._holding = True
+
+    def models_loaded(self) -> None:
+        self.method_queue.defer(self._release_hold)
+
+    def models_failed(self) -> None:
+        """Exit as a worker that failed to boot: the master then stops, as it would for a bad import."""
+        self.method_queue.defer(self._fail_boot)
+
+    def _release_hold(self) -> None:
+        self._holding = False
+        self._start_publishing()
+
+    def _fail_boot(self) -> None:
+        self._boot_failed = True
+        self.alive = False
+
     def run(self) -> None:
-        # The app and its models are loaded by now: from here on this worker takes its share.
-        if self._slot is not None:
-            heartbeat_by_slot[self._slot] = time.monotonic()
-            connections_by_slot[self._slot] = self._connections
-            self._publishing = True
+        if not self._holding:
+            self._start_publishing()
         try:
             super().run()
         finally:
             self._stop_publishing()
+        if self._boot_failed:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    def _start_publishing(self) -> None:
+        """From here on this worker takes its share."""
+        if self._slot is not None and self.alive:
+            heartbeat_by_slot[self._slot] = time.monotonic()
+            connections_by_slot[self._slot] = self._connections
+            self._publishing = True
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         if self._publishing:

@@ -15,6 +15,10 @@ logger = logging.getLogger("mlapi.readiness")
 Check = Callable[[], object]  # raises when the dependency is unusable
 
 
+class NotReady(Exception):
+    """A check's failure whose message is safe to show on /ready (a state, never a host or secret)."""
+
+
 def register_check(app: Flask, name: str, check: Check) -> None:
     app.extensions.setdefault("mlapi_ready_checks", {})[name] = check
 
@@ -27,11 +31,11 @@ def run_checks() -> dict[str, dict[str, str]]:
         except Exception as exc:  # noqa: BLE001 (any failure means "not ready")
             logger.warning("readiness check %s failed: %s", name, exc)
             # The class name tells operators what failed without leaking hosts or credentials.
-            results[name] = {"status": "fail", "detail": type(exc).__name__}
+            detail = str(exc) if isinstance(exc, NotReady) else type(exc).__name__
+            results[name] = {"status": "fail", "detail": detail}
         else:
             results[name] = {"status": "ok"}
     return results
-
 
 
 def not_ready_response(checks: dict[str, dict[str, str]], **extra: object) -> ResponseReturnValue | None:

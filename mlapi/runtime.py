@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from flask import Flask, current_app
 
 from mlapi import metrics, readiness
 from mlapi.config import Settings
+from mlapi.errors import APIError
 from mlapi.serving.cache import MemoryCache, PredictionCache, RedisCache
 from mlapi.serving.devices import configure_torch_threads, device_for_slot, visible_devices, worker_slot
 from mlapi.serving.engine import BatchingSettings, InferenceEngine, Observer
@@ -24,12 +26,24 @@ _View = TypeVar("_View", bound=Callable[..., Any])
 def engine() -> InferenceEngine:
     found = current_app.extensions.get("mlapi_engine")
     if found is None:
-        raise RuntimeError("models are not loaded in this process")
+        raise models_unavailable()
     return found
 
 
 def registry() -> ModelRegistry:
     return engine().registry
+
+
+def models_unavailable() -> Exception:
+    """503 + Retry-After while this worker's models load (or after they failed to)."""
+    loading: ModelLoading | None = current_app.extensions.get("mlapi_model_loading")
+    if loading is None:  # an app built without models (the admin CLI): a programming error
+        return RuntimeError("models are not loaded in this process")
+    if loading.state == FAILED:
+        return APIError(503, "The models failed to load on this worker; its log says why.",
+                        error="models_unavailable", headers={"Retry-After": "30"})
+    return APIError(503, "The models are still loading on this worker; retry shortly.",
+                    error="models_loading", headers={"Retry-After": str(LOADING_RETRY_AFTER_S)})
 
 
 def uses_models(view: _View) -> _View:
@@ -45,6 +59,9 @@ def uses_models(view: _View) -> _View:
         found = current_app.extensions.get("mlapi_engine")
         if found is not None:
             found.arrivals.announce()
+        elif "mlapi_model_loading" in current_app.extensions:
+            # Before auth and the quota: a request refused for want of models costs the caller nothing.
+            raise models_unavailable()
         return view(*args, **kwargs)
 
     return announced  # type: ignore[return-value]
@@ -59,8 +76,82 @@ def prediction_cache(app: Flask, settings: Settings) -> PredictionCache | None:
     return MemoryCache(settings.cache_size, settings.cache_ttl_s)
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Load every model of the store on this worker's device (after fork, in Gunicorn workers)."""
+LOADING, READY, FAILED = "loading", "ready", "failed"
+LOADING_RETRY_AFTER_S = 2
+
+
+class ModelLoading:
+    """This worker's models on their way in: ``loading``, then ``ready`` or ``failed``, once."""
+
+    def __init__(self) -> None:
+        self.state = LOADING
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._callbacks: list[Callable[[ModelLoading], None]] = []
+
+    def run(self, load: Callable[[], None]) -> None:
+        """Run ``load`` and record how it ended; its exception is re-raised."""
+        try:
+            load()
+        except BaseException as exc:
+            self._finish(FAILED, str(exc))
+            raise
+        self._finish(READY, None)
+
+    def when_done(self, callback: Callable[[ModelLoading], None]) -> None:
+        """Call ``callback(self)`` once loading has ended: at once if it has, else in the loading thread."""
+        with self._lock:
+            if self.state == LOADING:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _finish(self, state: str, error: str | None) -> None:
+        with self._lock:
+            self.state, self.error = state, error
+            callbacks, self._callbacks = self._callbacks, []
+        self._done.set()
+        for callback in callbacks:
+            callback(self)
+
+
+def model_loading(app: Flask) -> ModelLoading | None:
+    return app.extensions.get("mlapi_model_loading")
+
+
+def init_app(app: Flask, settings: Settings, *, background: bool = False) -> None:
+    """Load every model of the store on this worker's device (after fork, in Gunicorn workers).
+
+    ``background=True`` (Gunicorn) returns at once and loads in a thread: meanwhile the worker
+    answers ``/health``, ``/ready`` (503, ``loading``) and inference (503 + ``Retry-After``)
+    instead of leaving connections unanswered. Otherwise a failure to load raises here.
+    """
+    loading = ModelLoading()
+    status: dict[str, Any] = {}
+    app.extensions["mlapi_model_loading"] = loading
+    app.extensions["mlapi_runtime_status"] = lambda: {**status, "models_state": loading.state}
+    readiness.register_check(app, "models", lambda: _check_models(app))
+    # A request that announced itself and ends without reaching a model (an error, a cache hit).
+    app.teardown_request(lambda _exc: _withdraw_announcement(app))
+    load = functools.partial(_load_models, app, settings, status)
+    if not background:
+        loading.run(load)
+        return
+
+    def load_logging_failure() -> None:
+        try:
+            loading.run(load)
+        except Exception:
+            logger.exception("cannot load the models")
+
+    threading.Thread(target=load_logging_failure, name="mlapi-model-loader", daemon=True).start()
+
+
+def _load_models(app: Flask, settings: Settings, status: dict[str, Any]) -> None:
     import torch
 
     slot = worker_slot()
@@ -76,21 +167,20 @@ def init_app(app: Flask, settings: Settings) -> None:
     serving = InferenceEngine(
         loaded, batching, prediction_cache(app, settings), cache_prefix=settings.redis_prefix, observer=MetricsObserver()
     )
-    app.extensions["mlapi_engine"] = serving
-    # A request that announced itself and ends without reaching a model (an error, a cache hit).
-    app.teardown_request(lambda _exc: serving.arrivals.withdraw())
     for handler in loaded.handlers.values():
         metrics.record_model(handler.manifest, handler.device, slot)
-    gpu_available = torch.cuda.is_available()
+    status.update(
+        gpu_available=torch.cuda.is_available(), models_loaded=loaded.loaded(), device=device, worker_slot=slot
+    )
+    # Last: requests see either no engine (503, loading) or a complete one.
+    app.extensions["mlapi_engine"] = serving
     logger.info("serving %s on %s (slot %s, %d torch threads)", loaded.loaded(), device, slot, threads)
 
-    app.extensions["mlapi_runtime_status"] = lambda: {
-        "gpu_available": gpu_available,
-        "models_loaded": loaded.loaded(),
-        "device": device,
-        "worker_slot": slot,
-    }
-    readiness.register_check(app, "models", lambda: _check_models(app.extensions["mlapi_engine"]))
+
+def _withdraw_announcement(app: Flask) -> None:
+    found = app.extensions.get("mlapi_engine")
+    if found is not None:
+        found.arrivals.withdraw()
 
 
 class MetricsObserver(Observer):
@@ -114,9 +204,13 @@ def shutdown(app: Flask) -> None:
         found.close()
 
 
-def _check_models(serving: InferenceEngine) -> None:
+def _check_models(app: Flask) -> None:
+    loading: ModelLoading = app.extensions["mlapi_model_loading"]
+    if loading.state != READY:
+        raise readiness.NotReady(loading.state)
+    serving: InferenceEngine = app.extensions["mlapi_engine"]
     if not serving.registry.handlers:
-        raise RuntimeError("no models loaded")
+        raise readiness.NotReady("no models loaded")
     stopped = [model_id for model_id, batcher in serving.batchers.items() if not batcher.alive]
     if stopped:
-        raise RuntimeError(f"runner stopped for {', '.join(stopped)}")
+        raise readiness.NotReady(f"runner stopped for {', '.join(stopped)}")

@@ -71,3 +71,23 @@ class ScriptedClassifier(Handler):
 
     def warmup(self) -> None:
         """Nothing to warm up; keeps ``batches`` to what the test sends."""
+
+
+class GatedClassifier(ScriptedClassifier):
+    """Loads only when the test says so: ``load`` blocks reading the FIFO named by the ``gate`` option.
+
+    A FIFO works across processes (a Gunicorn worker) without a sleep: the test writes ``open`` (or
+    ``fail``, to make loading fail) and closes it when it wants the load to end.
+    """
+
+    def load(self) -> None:
+        super().load()
+        with open(self.manifest.options["gate"]) as gate:
+            if gate.read().strip() == "fail":
+                raise RuntimeError("the gate failed this load")
+
+
+def open_gate(fifo: Path, word: str = "open") -> None:
+    """Release a GatedClassifier waiting on ``fifo`` (blocks until its load is reading it)."""
+    with fifo.open("w") as gate:
+        gate.write(word)

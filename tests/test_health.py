@@ -30,7 +30,7 @@ def test_not_ready_without_models(tmp_path):
     finally:
         db.dispose()
     assert response.status_code == 503
-    assert response.get_json()["checks"]["models"] == {"status": "fail", "detail": "RuntimeError"}
+    assert response.get_json()["checks"]["models"] == {"status": "fail", "detail": "no models loaded"}
 
 
 def test_not_ready_when_the_database_is_unreachable(tmp_path):
@@ -84,4 +84,4 @@ def test_not_ready_when_a_models_runner_has_stopped(app):
     app.extensions["mlapi_engine"].batchers["minilm:1.0"].close()
     response = app.test_client().get("/ready")
     assert response.status_code == 503
-    assert response.get_json()["checks"]["models"] == {"status": "fail", "detail": "RuntimeError"}
+    assert response.get_json()["checks"]["models"] == {"status": "fail", "detail": "runner stopped for minilm:1.0"}
