@@ -46,6 +46,19 @@ def test_the_least_loaded_live_other_worker_sets_the_bar(shared_state):
     assert least_other_load(0, now) == 4
 
 
+def test_a_worker_loading_its_models_accepts_only_while_no_other_serves(shared_state):
+    worker = object.__new__(gunicorn_worker.BalancedThreadWorker)  # its rule alone, no process
+    worker.mlapi_slot, worker.worker_connections = 1, 32
+    for slot in range(len(connections_by_slot)):
+        publish(slot, ABSENT, 0.0)
+    worker.hold_share_until_loaded()
+    assert worker.worker_connections == 32  # start-up: nobody serves, so it answers /health and /ready
+    publish(0, 5, time.monotonic())
+    assert worker.worker_connections == 0  # respawned beside a serving worker: nothing until loaded
+    publish(0, 5, time.monotonic() - STALE_S - 0.1)
+    assert worker.worker_connections == 32  # the other one hung: better a 503 than no answer
+
+
 def test_a_dead_workers_slot_is_forgotten_by_the_master(shared_state, tmp_path, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
