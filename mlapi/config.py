@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
 ENVIRONMENTS = ("development", "production")
 TIERS = ("free", "pro", "enterprise")
+# Whose prediction cache entries a request may read: its own account's, or everyone's (tenants that
+# trust each other; otherwise a hit tells one tenant what another submitted).
+CACHE_SCOPES = ("account", "global")
 # Oldest first: each version's successor is the next one (see mlapi.versioning).
 API_VERSIONS = ("v1", "v2")
 # The policy: a deprecated version keeps working at least this long before its sunset.
@@ -59,12 +63,16 @@ class Settings:
     )
     anon_limit: str = "30/minute"
     login_limit: str = "5/minute"
+    login_address_limit: str = "20/minute"
+    login_username_limit: str = "100/hour"
+    max_concurrent_hashes: int = 2
     max_batch_size: int = 32
     max_batch_delay_ms: float = 5.0
     max_queue: int = 256
     inference_timeout_s: float = 10.0
     cache_ttl_s: float = 300.0
     cache_size: int = 10000
+    cache_scope: str = "account"
     cors_origins: tuple[str, ...] = ()
     proxy_hops: int = 0
     max_body_bytes: int = 1024 * 1024
@@ -246,12 +254,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tier_limits=read.get("MLAPI_TIER_LIMITS", Settings().tier_limits, _tier_limits),
         anon_limit=read.get("MLAPI_ANON_LIMIT", "30/minute", _limit),
         login_limit=read.get("MLAPI_LOGIN_LIMIT", "5/minute", _limit),
+        login_address_limit=read.get("MLAPI_LOGIN_ADDRESS_LIMIT", "20/minute", _limit),
+        login_username_limit=read.get("MLAPI_LOGIN_USERNAME_LIMIT", "100/hour", _limit),
+        max_concurrent_hashes=read.get("MLAPI_MAX_CONCURRENT_HASHES", 2, _int_between(1, 64)),
         max_batch_size=read.get("MLAPI_MAX_BATCH_SIZE", 32, _int_between(1, 1024)),
         max_batch_delay_ms=read.get("MLAPI_MAX_BATCH_DELAY_MS", 5.0, _float_between(0, 1000)),
         max_queue=read.get("MLAPI_MAX_QUEUE", 256, _int_between(1, 1_000_000)),
         inference_timeout_s=read.get("MLAPI_INFERENCE_TIMEOUT_S", 10.0, _float_between(0.01, 3600)),
         cache_ttl_s=read.get("MLAPI_CACHE_TTL_S", 300.0, _float_between(0, 30 * 24 * 3600)),
         cache_size=read.get("MLAPI_CACHE_SIZE", 10000, _int_between(1, 10_000_000)),
+        cache_scope=read.get("MLAPI_CACHE_SCOPE", "account", _choice(CACHE_SCOPES)),
         cors_origins=read.get("MLAPI_CORS_ORIGINS", (), _origins),
         proxy_hops=read.get("MLAPI_PROXY_HOPS", 0, _int_between(0, 10)),
         max_body_bytes=read.get("MLAPI_MAX_BODY_BYTES", 1024 * 1024, _int_between(1024, 1 << 30)),
@@ -282,6 +294,22 @@ def refuse_debug_in_production(settings: Settings, *, debug: bool) -> None:
         raise ConfigError("FLASK_DEBUG: production mode refuses to run with Flask's debug mode on")
 
 
+# A shipped example's value, applied as it is, must not start: anyone who has read the example could
+# forge tokens with it. Generated secrets (`openssl rand -hex 32`, `-base64 32`) pass both rules.
+PLACEHOLDER_WORDS = ("replace", "change-me", "changeme", "change_me", "example", "secret", "placeholder", "xxxx")
+MIN_DISTINCT_CHARACTERS = 10
+
+
+def placeholder_reason(value: str, *, generated: bool = True) -> str | None:
+    """Why ``value`` looks like a placeholder (or, for a ``generated`` secret, a low-entropy one)."""
+    word = next((w for w in PLACEHOLDER_WORDS if w in value.lower()), None)
+    if word is not None:
+        return f"it contains {word!r}, as placeholders do"
+    if generated and len(set(value)) < MIN_DISTINCT_CHARACTERS:
+        return f"it has fewer than {MIN_DISTINCT_CHARACTERS} distinct characters"
+    return None
+
+
 def _check_production(settings: Settings) -> None:
     if not settings.production:
         return
@@ -289,6 +317,13 @@ def _check_production(settings: Settings) -> None:
         raise ConfigError("MLAPI_SECRET_KEY: production mode needs a secret of its own, not the default")
     if len(settings.secret_key.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(f"MLAPI_SECRET_KEY: production mode needs at least {MIN_SECRET_BYTES} bytes")
+    checked = [("MLAPI_SECRET_KEY", settings.secret_key, True), ("MLAPI_METRICS_TOKEN", settings.metrics_token, True)]
+    for name, url in (("MLAPI_DATABASE_URL", settings.database_url), ("MLAPI_REDIS_URL", settings.redis_url)):
+        checked.append((f"{name}'s password", urlsplit(url).password if url else None, False))
+    for name, value, generated in checked:
+        reason = placeholder_reason(value, generated=generated) if value else None
+        if reason is not None:
+            raise ConfigError(f"{name}: production mode refuses it: {reason}; generate one, e.g. `openssl rand -hex 32`")
 
 
 def resolve_settings(config: Settings | Mapping[str, Any] | None) -> Settings:

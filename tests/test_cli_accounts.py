@@ -108,7 +108,7 @@ def test_bootstrap_is_refused_in_production(tmp_path):
     from tests.conftest import make_test_app
 
     app = make_test_app(
-        f"sqlite:///{tmp_path / 'prod.db'}", MLAPI_ENV="production", MLAPI_SECRET_KEY="p" * 40
+        f"sqlite:///{tmp_path / 'prod.db'}", MLAPI_ENV="production", MLAPI_SECRET_KEY="Zq8-vN3wK7rB2xT9mJ5hL1cF6dG4sP0y-Aa"
     )
     try:
         result = app.test_cli_runner().invoke(args=["bootstrap"])

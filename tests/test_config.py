@@ -1,8 +1,10 @@
+import secrets
+
 import pytest
 
 from mlapi.config import DEV_SECRET_KEY, ConfigError, load_settings
 
-STRONG_SECRET = "x" * 32
+STRONG_SECRET = "Zq8-vN3wK7rB2xT9mJ5hL1cF6dG4sP0y"  # 32 bytes, generated-looking
 
 
 def test_defaults_follow_the_design_notes():
@@ -70,6 +72,33 @@ def test_production_refuses_default_or_short_secrets(secret):
         environ["MLAPI_SECRET_KEY"] = secret
     with pytest.raises(ConfigError, match="MLAPI_SECRET_KEY"):
         load_settings(environ)
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("MLAPI_SECRET_KEY", "replace-with-at-least-32-random-bytes-xxxxxxxx"),  # the old Kubernetes example
+        ("MLAPI_SECRET_KEY", "my-production-secret-for-mlapi-2026"),
+        ("MLAPI_SECRET_KEY", "example-key-0123456789-abcdefghijk"),
+        ("MLAPI_SECRET_KEY", "abababababababababababababababab"),  # 2 distinct characters
+        ("MLAPI_SECRET_KEY", "12345678912345678912345678912345"),  # 9 distinct characters
+        ("MLAPI_METRICS_TOKEN", "replace-with-a-scrape-token"),
+        ("MLAPI_DATABASE_URL", "postgresql+psycopg://mlapi:change-me@postgres:5432/mlapi"),
+    ],
+)
+def test_production_refuses_placeholders_and_low_entropy_secrets(name, value):
+    environ = {"MLAPI_ENV": "production", "MLAPI_SECRET_KEY": STRONG_SECRET, name: value}
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ)
+    message = str(refused.value)
+    assert message.startswith(name) and "\n" not in message and "openssl rand" in message
+    assert value not in message  # a secret is never echoed
+
+
+@pytest.mark.parametrize("generated", [secrets.token_hex(32), secrets.token_urlsafe(32), STRONG_SECRET])
+def test_production_accepts_generated_secrets(generated):
+    assert load_settings({"MLAPI_ENV": "production", "MLAPI_SECRET_KEY": generated,
+                          "MLAPI_METRICS_TOKEN": generated}).secret_key == generated
 
 
 def test_production_accepts_a_strong_secret():

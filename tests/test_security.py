@@ -43,8 +43,10 @@ GENEROUS_LIMITS = {
     "MLAPI_TIER_LIMITS": "free=100000/minute;pro=100000/minute;enterprise=100000/minute",
     "MLAPI_ANON_LIMIT": "100000/minute",
     "MLAPI_LOGIN_LIMIT": "100000/minute",
+    "MLAPI_LOGIN_ADDRESS_LIMIT": "100000/minute",
+    "MLAPI_LOGIN_USERNAME_LIMIT": "100000/minute",
 }
-STRONG_SECRET = "s" * 32
+STRONG_SECRET = "Zq8-vN3wK7rB2xT9mJ5hL1cF6dG4sP0y"  # 32 bytes, generated-looking
 ENVELOPE_KEYS = {"error", "detail", "status_code", "request_id", "timestamp"}
 
 
