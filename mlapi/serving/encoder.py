@@ -35,6 +35,10 @@ class SentenceEncoder:
         self.quantization = quantization
         self.tokenizer = AutoTokenizer.from_pretrained(weights)
         model = AutoModel.from_pretrained(weights).eval()
+        # Dynamic int8 quantises each forward pass's activations with one scale for the whole
+        # tensor, so a text's answer would depend on its batch neighbours (and their padding):
+        # such a model runs each text in a pass of its own, which is exact (see ``encode``).
+        self.one_text_per_pass = quantization == "dynamic-int8"
         if quantization == "dynamic-int8":
             # int8 dynamic quantisation runs on CPU kernels (fbgemm/qnnpack) only.
             device = "cpu"
@@ -47,10 +51,20 @@ class SentenceEncoder:
         self._tokenizer_lock = threading.Lock()
 
     def encode(self, texts: Sequence[str], max_lengths: Sequence[int] | None = None) -> Encoded:
-        """Embed ``texts`` in one forward pass; each text truncated to its own ``max_lengths`` entry."""
+        """Embed ``texts``, each truncated to its own ``max_lengths`` entry.
+
+        One forward pass for all of them; or, for a quantised model, one pass per text, whose
+        result then is the text's result alone, bit for bit, whatever else was batched with it.
+        """
         limits = [min(m, self.max_length) for m in (max_lengths or [self.max_length] * len(texts))]
+        if self.one_text_per_pass and len(texts) > 1:
+            parts = [self._encode_together([text], [limit]) for text, limit in zip(texts, limits)]
+            return Encoded(torch.cat([p.vectors for p in parts]), [n for p in parts for n in p.token_counts])
+        return self._encode_together(list(texts), limits)
+
+    def _encode_together(self, texts: list[str], limits: list[int]) -> Encoded:
         with self._tokenizer_lock:
-            batch = self._tokenize(list(texts), limits)
+            batch = self._tokenize(texts, limits)
         batch = {key: value.to(self.device) for key, value in batch.items()}
         with torch.inference_mode():
             hidden = self.model(**batch).last_hidden_state
