@@ -14,7 +14,7 @@ from mlapi.errors import APIError
 from mlapi.openapi import Blueprint
 from mlapi.schemas import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA, quota_cost
 from mlapi.request_context import add_access_log_fields
-from mlapi.runtime import engine, uses_models
+from mlapi.runtime import cache_scope, engine, uses_models
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.types import PredictInput
 
@@ -195,7 +195,9 @@ def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
 @documents_inference_errors
 def predict(args: dict) -> dict:
     """Classify one text (sentiment by default; any labels zero-shot). Batched with concurrent requests."""
-    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))])
+    outcome = engine().predict(
+        *_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))], cache_scope()
+    )
     (prediction,) = outcome.predictions
     return {
         "request_id": g.request_id,
@@ -219,7 +221,7 @@ def predict_batch(args: dict) -> dict:
     """Classify up to 100 texts in one batched forward pass; results in input order. Costs one per input."""
     options = _options(args)
     items = [PredictInput(text, **options) for text in args["inputs"]]
-    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items)
+    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items, cache_scope())
     return {
         "request_id": g.request_id,
         "predictions": [

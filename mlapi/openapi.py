@@ -52,6 +52,10 @@ class StrictContentTypeParser(FlaskParser):
             # json.loads gives up on deep nesting ("[[[[...", well within the body limit) with a
             # RecursionError rather than a JSONDecodeError: still the client's malformed body.
             raise APIError(400, "The JSON body is nested too deeply.") from None
+        except ValueError:
+            # And on an integer of more than 4,300 digits (Python's int-string limit) with a
+            # plain ValueError, which webargs does not take for invalid JSON.
+            raise APIError(400, "The JSON body holds a number too long to read.") from None
         _refuse_unusable_text(data)
         return data
 

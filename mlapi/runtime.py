@@ -8,12 +8,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 
 from mlapi import metrics, readiness
 from mlapi.config import Settings
 from mlapi.errors import APIError
-from mlapi.serving.cache import MemoryCache, PredictionCache, RedisCache
+from mlapi.serving.cache import SHARED, MemoryCache, PredictionCache, RedisCache
 from mlapi.serving.devices import configure_torch_threads, device_for_slot, visible_devices, worker_slot
 from mlapi.serving.engine import BatchingSettings, InferenceEngine, Observer
 from mlapi.serving.registry import ModelRegistry
@@ -32,6 +32,13 @@ def engine() -> InferenceEngine:
 
 def registry() -> ModelRegistry:
     return engine().registry
+
+
+def cache_scope() -> str:
+    """Whose prediction cache entries this request reads and writes (``MLAPI_CACHE_SCOPE``)."""
+    if current_app.config["MLAPI_SETTINGS"].cache_scope == "global":
+        return SHARED
+    return f"account-{g.account.id}"
 
 
 def models_unavailable() -> Exception:

@@ -18,7 +18,7 @@ from mlapi.auth import requires_auth
 from mlapi.errors import APIError, register_protocol_errors
 from mlapi.openapi import Blueprint
 from mlapi.request_context import add_access_log_fields
-from mlapi.runtime import engine, registry, uses_models
+from mlapi.runtime import cache_scope, engine, registry, uses_models
 from mlapi.schemas import MAX_ITEMS, TEXT, quota_cost
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
@@ -184,11 +184,12 @@ def _requested_items() -> int:
 
     It runs inside the limiter and must not raise, whatever the body.
     """
-    try:
-        count = _raw_request().declared_texts()
-    except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
-        return 1
-    return quota_cost(count)
+    if "oip_cost" not in g:
+        try:
+            g.oip_cost = quota_cost(_raw_request().declared_texts(MAX_ITEMS))
+        except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
+            g.oip_cost = 1
+    return g.oip_cost
 
 
 @blp.route("/models/<name>/infer", methods=["POST"], endpoint="infer")
@@ -218,7 +219,7 @@ def infer(name: str, version: str | None = None) -> Response:
         raise APIError(400, str(exc), error="invalid_request") from None
     if "predict" in handler.capabilities:
         items = [PredictInput(text.strip(), **options) for text in infer_request.texts]
-        outcome = engine().predict(name, handler.manifest.version, items)
+        outcome = engine().predict(name, handler.manifest.version, items, cache_scope())
         count = len(outcome.predictions)
         outputs = {
             "label": ("BYTES", [count], [p.label for p in outcome.predictions]),
@@ -248,7 +249,8 @@ def _header_length() -> int | None:
     value = request.headers.get(HEADER_LENGTH)
     if value is None:
         return None
-    if not value.isdigit():
+    # ASCII digits only (str.isdigit also takes "²"), and few of them: int() of thousands of digits raises.
+    if not (value.isascii() and value.isdigit() and len(value) <= 12):
         raise APIError(400, f"{HEADER_LENGTH} must be a whole number of bytes", error="invalid_request")
     return int(value)
 

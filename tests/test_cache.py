@@ -73,3 +73,39 @@ def test_redis_outage_bypasses_the_cache_and_recovers(monkeypatch):
         assert cache.get_many(["k3"]) == [GOOD]
     finally:
         server.stop()
+
+
+def cache_hits_across_accounts(app) -> tuple[bool, bool, bool]:
+    """(A's repeat hit, B's hit in a batch, C's hit alone) for a text only account A sent."""
+    from tests.factories import Factory
+
+    factory = Factory(app)
+    alice, bob, carol = (factory.key_headers(factory.user(name, tier="enterprise")) for name in ("a1", "b2", "c3"))
+    client = app.test_client()
+    text = {"text": "Only alice ever wrote this sentence."}
+    assert client.post("/v1/predict", json=text, headers=alice).get_json()["cached"] is False
+    again = client.post("/v1/predict", json=text, headers=alice).get_json()["cached"]
+    batch = client.post("/v1/predict/batch", json={"inputs": [text["text"]]}, headers=bob).get_json()
+    other = client.post("/v1/predict", json=text, headers=carol).get_json()
+    return again, batch["predictions"][0]["cached"], other["cached"] or other["latency_ms"] == 0
+
+
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_the_cache_is_per_account_unless_shared(tmp_path, store):
+    from mlapi.extensions import db
+    from tests.conftest import make_test_app
+    from tests.services import REDIS_URL
+
+    redis_settings = {}
+    if store == "redis":
+        redis_available()
+        redis_settings = {"MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": unique_prefix()}
+    for scope, others_hit in (("account", False), ("global", True)):
+        app = make_test_app(f"sqlite:///{tmp_path / f'{scope}.db'}", MLAPI_CACHE_SCOPE=scope, **redis_settings)
+        try:
+            own, other_in_batch, other = cache_hits_across_accounts(app)
+        finally:
+            app.extensions["mlapi_engine"].close()
+            db.dispose()
+        assert own is True
+        assert (other, other_in_batch) == (others_hit, others_hit), scope

@@ -141,7 +141,7 @@ def test_parameters_carry_v1s_options(client, headers):
         ({"inputs": [{**text_input(["a"]), "datatype": "FP32"}]}, "datatype BYTES"),
         ({"inputs": [text_input(["a", "b"], shape=[3])]}, "has 2 elements"),
         ({"inputs": [text_input(["a", "b"], shape=[1, 2])]}, "shape [n] or [n, 1]"),
-        ({"inputs": [text_input(["a"], shape=[-1])]}, "non-negative integers"),
+        ({"inputs": [text_input(["a"], shape=[-1])]}, "1 to 100 texts"),
         ({"inputs": [text_input(["x"] * 101)]}, "1 to 100 texts"),
         ({"inputs": [text_input(["   "])]}, "Must not be blank"),
         ({"inputs": [text_input(["x" * 5001])]}, "element 0"),

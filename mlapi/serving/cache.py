@@ -25,10 +25,14 @@ logger = logging.getLogger("mlapi.cache")
 REDIS_RETRY_AFTER_S = 5.0
 
 
-def cache_key(prefix: str, manifest: Manifest, item: PredictInput) -> str:
+SHARED = "shared"  # the scope of entries every caller may read
+
+
+def cache_key(prefix: str, manifest: Manifest, item: PredictInput, scope: str = SHARED) -> str:
+    """The entry for ``item``'s prediction, readable only by requests of the same ``scope``."""
     parameters = json.dumps([item.text, item.labels, item.temperature, item.max_tokens], ensure_ascii=False)
     digest = hashlib.sha256(parameters.encode()).hexdigest()
-    return f"{prefix}:prediction:{manifest.name}:{manifest.version}:{manifest.fingerprint}:{digest}"
+    return f"{prefix}:prediction:{scope}:{manifest.name}:{manifest.version}:{manifest.fingerprint}:{digest}"
 
 
 def _dump(prediction: Prediction) -> str:

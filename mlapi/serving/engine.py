@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlapi.serving.batcher import Arrivals, Batcher, BatchResult
-from mlapi.serving.cache import PredictionCache, cache_key
+from mlapi.serving.cache import SHARED, PredictionCache, cache_key
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.types import Embedding, PredictInput, Prediction
@@ -79,11 +79,14 @@ class InferenceEngine:
                 arrivals=self.arrivals,
             )
 
-    def predict(self, name: str, version: str, items: Sequence[PredictInput]) -> PredictOutcome:
+    def predict(
+        self, name: str, version: str, items: Sequence[PredictInput], cache_scope: str = SHARED
+    ) -> PredictOutcome:
+        """Predictions for ``items``; cached ones are read and written under ``cache_scope`` only."""
         handler = self.registry.resolve(name, version)
         manifest = handler.manifest
         handler.require("predict")
-        keys = [cache_key(self.cache_prefix, manifest, item) for item in items] if self.cache else []
+        keys = [cache_key(self.cache_prefix, manifest, item, cache_scope) for item in items] if self.cache else []
         found = self.cache.get_many(keys) if self.cache else [None] * len(items)
         missing = [i for i, prediction in enumerate(found) if prediction is None]
         model_ms, batch_size = 0.0, 0
