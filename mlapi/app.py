@@ -36,6 +36,7 @@ from mlapi.credential_cache import CredentialCache
 from mlapi.extensions import api, cors, db
 from mlapi.logs import configure_logging
 from mlapi.openapi import OPENAPI_CONFIG
+from mlapi.store import passwords
 
 
 def create_app(
@@ -85,6 +86,7 @@ def default_database_url(app: Flask) -> str:
 
 def register_extensions(app: Flask, settings: Settings) -> None:
     db.bind(settings.database_url or default_database_url(app))
+    passwords.limit_concurrent_hashes(settings.max_concurrent_hashes)
     app.teardown_appcontext(lambda _exc: db.session.remove())
     readiness.register_check(app, "database", db.ping)
     if settings.redis_url:

@@ -20,7 +20,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from mlapi.serving.batcher import DeadlineExceeded, QueueFull, ShuttingDown
 from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask
-from mlapi.store.errors import Conflict, InvalidValue, NotFound, StoreError
+from mlapi.store.errors import Busy, Conflict, InvalidValue, NotFound, StoreError
 
 logger = logging.getLogger("mlapi.errors")
 
@@ -168,6 +168,7 @@ _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None, dict[str, str]]] = 
     NotFound: (404, None, {}),
     Conflict: (409, None, {}),
     InvalidValue: (422, "validation_error", {}),
+    Busy: (503, "overloaded", _RETRY_SOON),
     UnknownModel: (404, "model_not_found", {}),
     UnsupportedTask: (422, "unsupported_task", {}),
     InvalidInput: (422, "validation_error", {}),

@@ -3,7 +3,9 @@
 - Accounts: one quota per account (``MLAPI_TIER_LIMITS`` by tier), shared by every limited
   endpoint and every key and token of the account; a request of N items costs N.
 - Requests without valid credentials: ``MLAPI_ANON_LIMIT`` per client IP.
-- ``POST /v1/token``: ``MLAPI_LOGIN_LIMIT`` per username and, separately, per client IP.
+- ``POST /v1/token``: ``MLAPI_LOGIN_LIMIT`` per username and client address,
+  ``MLAPI_LOGIN_ADDRESS_LIMIT`` per address, ``MLAPI_LOGIN_USERNAME_LIMIT`` per username.
+- Addresses: an IPv6 client counts by its /64.
 
 Strategy: moving window. It counts exactly the hits of the last window, so a client never
 gets twice its quota across a window boundary (fixed window does) and the limit is exact
@@ -13,6 +15,7 @@ Redis, is bounded by the largest limit.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -51,8 +54,24 @@ def _anonymous_limit() -> str:
     return current_app.config["MLAPI_SETTINGS"].anon_limit
 
 
-def _login_limit() -> str:
-    return current_app.config["MLAPI_SETTINGS"].login_limit
+def _login_limits() -> tuple[str, str, str]:
+    settings = current_app.config["MLAPI_SETTINGS"]
+    return settings.login_limit, settings.login_address_limit, settings.login_username_limit
+
+
+def client_bucket() -> str:
+    """The client as per-address limits count it: an IPv6 client by its /64, one subscriber's
+    prefix (a single host may hold all of it, so per-address counting would be no limit at all)."""
+    address = get_remote_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _account_key() -> str:
@@ -60,17 +79,25 @@ def _account_key() -> str:
 
 
 def _client_key() -> str:
-    return _key("ip", get_remote_address())
+    return _key("ip", client_bucket())
 
 
-def _login_username_key() -> str:
+def _login_username() -> str:
     # Case-folded so that "Alice" and "alice" share one budget of guesses. Never raises (the
     # limiter would take an unreadable body for a storage outage).
     try:
         username = request.form.get("username") or "-"
     except Exception:  # noqa: BLE001
         username = "-"
-    return _key("login-user", username.casefold())
+    return username.casefold()
+
+
+def _login_pair_key() -> str:
+    return _key("login-user-ip", _login_username(), client_bucket())
+
+
+def _login_username_key() -> str:
+    return _key("login-user", _login_username())
 
 
 def limit_by_account_or_ip(cost: Callable[[], int] | None = None) -> Callable[[_View], _View]:
@@ -101,20 +128,33 @@ def limit_by_account_or_ip(cost: Callable[[], int] | None = None) -> Callable[[_
 
 
 def limit_logins(view: _View) -> _View:
-    """Throttle password guessing: per username and per client IP."""
-    per_user = limiter.limit(
-        _login_limit,
-        scope="login-user",
-        key_func=_login_username_key,
-        error_message=lambda: f"Too many logins for this username ({_login_limit()}).",
+    """Throttle password guessing without handing attackers a lock-out of other people.
+
+    Per username and address (``MLAPI_LOGIN_LIMIT``): guesses from one place at one account.
+    Per address (``MLAPI_LOGIN_ADDRESS_LIMIT``): one place trying many accounts. Per username
+    alone only a much higher ceiling (``MLAPI_LOGIN_USERNAME_LIMIT``) against guesses spread over
+    many addresses: wrong passwords sent from one address never stop the owner's right one from
+    another.
+    """
+    per_pair = limiter.limit(
+        lambda: _login_limits()[0],
+        scope="login-user-ip",
+        key_func=_login_pair_key,
+        error_message=lambda: f"Too many logins for this username from this address ({_login_limits()[0]}).",
     )
-    per_ip = limiter.limit(
-        _login_limit,
+    per_address = limiter.limit(
+        lambda: _login_limits()[1],
         scope="login-ip",
         key_func=_client_key,
-        error_message=lambda: f"Too many logins from this address ({_login_limit()}).",
+        error_message=lambda: f"Too many logins from this address ({_login_limits()[1]}).",
     )
-    return per_ip(per_user(view))  # type: ignore[return-value]
+    per_username = limiter.limit(
+        lambda: _login_limits()[2],
+        scope="login-user",
+        key_func=_login_username_key,
+        error_message=lambda: f"Too many logins for this username ({_login_limits()[2]}).",
+    )
+    return per_address(per_username(per_pair(view)))  # type: ignore[return-value]
 
 
 # flask-limiter writes Retry-After on every response of a limited endpoint and raises it to the

@@ -48,3 +48,23 @@ def test_login_rehashes_when_parameters_change(app, factory):
 
 def test_a_corrupt_stored_hash_fails_closed():
     assert passwords.verify_password("not-a-hash", "anything") is False
+
+
+def test_password_checks_beyond_the_bound_answer_503_not_out_of_memory(tmp_path):
+    """argon2 takes 64 MiB a hash: with every slot taken, a login waits briefly, then gets 503."""
+    from mlapi.extensions import db
+    from mlapi.store import passwords
+    from tests.conftest import make_test_app
+    from tests.factories import PASSWORD, Factory
+
+    app = make_test_app(f"sqlite:///{tmp_path / 'h.db'}", load_models=False, MLAPI_MAX_CONCURRENT_HASHES="1")
+    try:
+        Factory(app).user("hasty")
+        client = app.test_client()
+        with passwords.hashing_slot():  # the one slot, held as a login in progress would
+            refused = client.post("/v1/token", data={"username": "hasty", "password": PASSWORD})
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.get_json()["error"] == "overloaded"
+        assert client.post("/v1/token", data={"username": "hasty", "password": PASSWORD}).status_code == 200
+    finally:
+        db.dispose()

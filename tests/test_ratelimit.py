@@ -132,32 +132,64 @@ def test_probes_and_docs_are_never_limited(client):
             assert "X-RateLimit-Limit" not in response.headers
 
 
-def test_login_is_throttled_per_username(tmp_path):
+def login_from(client, address, username, password):
+    return client.post("/v1/token", data={"username": username, "password": password},
+                       environ_base={"REMOTE_ADDR": address})
+
+
+def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out(tmp_path):
+    """The attacker's guesses are throttled where they come from; the owner logs in from elsewhere."""
     app = make_app(tmp_path, MLAPI_LOGIN_LIMIT="5/minute")
     try:
         Factory(app).user("victim")
         client = app.test_client()
         for i in range(5):
-            guess = client.post("/v1/token", data={"username": "victim", "password": f"guess {i}"},
-                                environ_base={"REMOTE_ADDR": f"10.0.1.{i}"})
-            assert guess.status_code == 401
-        right = client.post("/v1/token", data={"username": "Victim", "password": PASSWORD},
-                            environ_base={"REMOTE_ADDR": "10.0.2.1"})
-        assert_429(right, 5)
-        assert "username" in right.get_json()["detail"]
+            assert login_from(client, "203.0.113.66", "victim", f"guess {i}").status_code == 401
+        refused = login_from(client, "203.0.113.66", "Victim", f"guess {i}")
+        assert_429(refused, 5)
+        assert "this username from this address" in refused.get_json()["detail"]
+        assert login_from(client, "198.51.100.7", "victim", PASSWORD).status_code == 200
     finally:
         db.dispose()
 
 
-def test_login_is_throttled_per_ip(tmp_path):
-    app = make_app(tmp_path, MLAPI_LOGIN_LIMIT="5/minute")
+def test_guesses_spread_over_addresses_meet_the_per_username_ceiling(tmp_path):
+    app = make_app(tmp_path, MLAPI_LOGIN_USERNAME_LIMIT="8/minute")
+    try:
+        Factory(app).user("victim")
+        client = app.test_client()
+        for i in range(8):
+            assert login_from(client, f"10.0.1.{i}", "victim", f"guess {i}").status_code == 401
+        refused = login_from(client, "10.0.2.1", "victim", PASSWORD)
+        assert_429(refused, 8)
+        assert "for this username (" in refused.get_json()["detail"]
+    finally:
+        db.dispose()
+
+
+def test_login_is_throttled_per_address(tmp_path):
+    app = make_app(tmp_path, MLAPI_LOGIN_ADDRESS_LIMIT="5/minute")
     try:
         client = app.test_client()
         for i in range(5):
             assert client.post("/v1/token", data={"username": f"user{i}", "password": "x"}).status_code == 401
         response = client.post("/v1/token", data={"username": "someone-else", "password": "x"})
         assert_429(response, 5)
-        assert "address" in response.get_json()["detail"]
+        assert "from this address" in response.get_json()["detail"]
+    finally:
+        db.dispose()
+
+
+def test_an_ipv6_client_counts_by_its_slash_64(tmp_path):
+    """One host may hold a whole /64: counting each address apart would be no limit at all."""
+    app = make_app(tmp_path, MLAPI_ANON_LIMIT="3/minute")
+    try:
+        client = app.test_client()
+        statuses = [client.get("/v1/users/me", environ_base={"REMOTE_ADDR": f"2001:db8:0:7::{i:x}"}).status_code
+                    for i in (1, 0xBEEF, 0xFFFF, 0x1234)]
+        assert statuses == [401, 401, 401, 429]
+        neighbour = client.get("/v1/users/me", environ_base={"REMOTE_ADDR": "2001:db8:0:8::1"})
+        assert neighbour.status_code == 401
     finally:
         db.dispose()
 

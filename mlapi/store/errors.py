@@ -15,3 +15,7 @@ class Conflict(StoreError):
 
 class InvalidValue(StoreError):
     pass
+
+
+class Busy(StoreError):
+    """Too much of a bounded resource is in use (password hashing): try again shortly."""
