@@ -58,5 +58,6 @@ def create_key(body: dict) -> dict:
 @blp.response(204)
 @blp.alt_response(404, description="No such key among the caller's keys.")
 def revoke_key(key_id: int) -> None:
-    """Revoke one of the caller's keys, for every worker and host at once."""
+    """Revoke one of the caller's keys: refused by every worker and host at once, or, if the change
+    could not be broadcast (a `Warning` header then says so), within `MLAPI_CREDENTIAL_CACHE_TTL_S`."""
     api_keys.revoke_api_key(db.session, key_id, owner=_owner(), actor=current_actor())

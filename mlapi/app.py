@@ -32,7 +32,7 @@ from mlapi import (
 )
 from mlapi.cli import register_commands
 from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
-from mlapi.credential_cache import CredentialCache
+from mlapi.credential_cache import CredentialCache, RefusedKeys, credential_change_hook
 from mlapi.extensions import api, cors, db
 from mlapi.logs import configure_logging
 from mlapi.openapi import OPENAPI_CONFIG
@@ -89,15 +89,18 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     passwords.limit_concurrent_hashes(settings.max_concurrent_hashes)
     app.teardown_appcontext(lambda _exc: db.session.remove())
     readiness.register_check(app, "database", db.ping)
+    credentials = None
     if settings.redis_url:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
         app.extensions["mlapi_redis"] = client
         readiness.register_check(app, "redis", client.ping)
-        credentials = CredentialCache(client, f"{settings.redis_prefix}:credentials-epoch")
-        app.extensions["mlapi_credentials"] = credentials
-        db.on_credentials_changed = credentials.credentials_changed
-    else:
-        db.on_credentials_changed = None
+        if settings.credential_cache_ttl_s > 0:
+            credentials = CredentialCache(
+                client, f"{settings.redis_prefix}:credentials-epoch", settings.credential_cache_ttl_s
+            )
+            app.extensions["mlapi_credentials"] = credentials
+    app.extensions["mlapi_refused_keys"] = RefusedKeys()
+    db.on_credentials_changed = credential_change_hook(credentials, settings.credential_cache_ttl_s)
     if settings.cors_origins:
         cors.init_app(
             app,

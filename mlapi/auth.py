@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import get_current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError, UserLookupError, WrongTokenError
 from jwt import ExpiredSignatureError, PyJWTError
@@ -103,10 +103,15 @@ def resolve_account() -> Account:
     if key is None and token is not None and looks_like_api_key(token):
         key = token
     if key is not None:
+        refused = current_app.extensions["mlapi_refused_keys"]
+        known_failure = refused.failure(key)
+        if known_failure is not None:  # refused for good before: no query
+            raise unauthorized(known_failure, _KEY_FAILURES[known_failure])
         credentials = current_app.extensions.get("mlapi_credentials")  # with Redis: mlapi.credential_cache
         outcome = credentials.check(db.session, key) if credentials else check_api_key(db.session, key)
         if outcome.owner is None:
             assert outcome.failure is not None
+            refused.remember(key, outcome.failure)
             raise unauthorized(outcome.failure, _KEY_FAILURES[outcome.failure])
         return Account.of(outcome.owner, outcome.key_id)
     return Account.of(verified_token_user())
@@ -209,6 +214,15 @@ def init_app(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT, or an mlapi_ API key"}
     )
     api.spec.components.security_scheme("apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    app.after_request(_warn_of_an_unbroadcast_change)
+
+
+def _warn_of_an_unbroadcast_change(response: Response) -> Response:
+    """A revocation or user change that could not be broadcast says how long it may take to apply."""
+    warning = g.get("credential_warning")
+    if warning is not None:
+        response.headers["Warning"] = f'199 mlapi "{warning}"'
+    return response
 
 
 @jwt.user_identity_loader

@@ -26,7 +26,25 @@ def _create_app() -> Flask:
     # Admin commands never need the model weights (nor torch) in memory. An operator at a terminal
     # wants the command's answer, not the server's start-up notes: warnings only, unless asked.
     quiet = {} if "MLAPI_LOG_LEVEL" in os.environ else {"MLAPI_LOG_LEVEL": "WARNING"}
-    return create_app(quiet, load_models=False)
+    app = create_app(quiet, load_models=False)
+    _warn_of_unbroadcast_changes(app)
+    return app
+
+
+def _warn_of_unbroadcast_changes(app: Flask) -> None:
+    """A credential change made here that did not reach Redis is announced, never claimed done everywhere."""
+    from mlapi.credential_cache import broadcast_change
+    from mlapi.extensions import db
+
+    credentials = app.extensions.get("mlapi_credentials")
+    bound_s = app.config["MLAPI_SETTINGS"].credential_cache_ttl_s
+
+    def changed() -> None:
+        warning = broadcast_change(credentials, bound_s)
+        if warning is not None:
+            click.echo(f"warning: {warning}", err=True)
+
+    db.on_credentials_changed = changed
 
 
 @click.group(

@@ -66,6 +66,7 @@ class Settings:
     login_address_limit: str = "20/minute"
     login_username_limit: str = "100/hour"
     max_concurrent_hashes: int = 2
+    credential_cache_ttl_s: float = 5.0
     max_batch_size: int = 32
     max_batch_delay_ms: float = 5.0
     max_queue: int = 256
@@ -257,6 +258,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_address_limit=read.get("MLAPI_LOGIN_ADDRESS_LIMIT", "20/minute", _limit),
         login_username_limit=read.get("MLAPI_LOGIN_USERNAME_LIMIT", "100/hour", _limit),
         max_concurrent_hashes=read.get("MLAPI_MAX_CONCURRENT_HASHES", 2, _int_between(1, 64)),
+        credential_cache_ttl_s=read.get("MLAPI_CREDENTIAL_CACHE_TTL_S", 5.0, _float_between(0, 60)),
         max_batch_size=read.get("MLAPI_MAX_BATCH_SIZE", 32, _int_between(1, 1024)),
         max_batch_delay_ms=read.get("MLAPI_MAX_BATCH_DELAY_MS", 5.0, _float_between(0, 1000)),
         max_queue=read.get("MLAPI_MAX_QUEUE", 256, _int_between(1, 1_000_000)),

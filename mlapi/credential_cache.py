@@ -9,8 +9,13 @@ unchanged, so a revocation, a disabled user or a tier change applies on the next
 did without the cache.
 
 Without Redis, or while it is unreachable, every request goes to the database. An entry lives at
-most ``TTL_S`` (which also keeps ``last_used_at`` within a minute), and a worker that saw Redis
-fail forgets everything, in case an epoch change was lost meanwhile.
+most ``MLAPI_CREDENTIAL_CACHE_TTL_S`` (5 s), and a worker that saw Redis fail forgets everything, in
+case an epoch change was lost meanwhile. So a change whose broadcast failed (Redis down, an
+``mlapi`` command run without ``MLAPI_REDIS_URL`` or with another prefix) reaches every worker
+within that bound; the one that made it says so (``broadcast_change``).
+
+Keys refused for good (unknown, revoked, expired: none of these can become valid again) are
+remembered per worker too, so that a client repeating one costs no database query.
 """
 
 from __future__ import annotations
@@ -19,19 +24,23 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 from cachetools import TTLCache
+from flask import g, has_request_context
 from sqlalchemy.orm import Session
 
-from mlapi.store.api_keys import LAST_USED_RESOLUTION, KeyCheck, check_api_key, hash_key
+from mlapi.store.api_keys import KeyCheck, check_api_key, hash_key
 from mlapi.store.models import utcnow
 
 logger = logging.getLogger("mlapi.credentials")
-TTL_S = LAST_USED_RESOLUTION.total_seconds()
 MAX_ENTRIES = 10_000
 REDIS_RETRY_AFTER_S = 5.0
+# Failures a key can never recover from: its hash matches no key, or the key was revoked or expired.
+FINAL_FAILURES = frozenset({"unknown_key", "revoked_key", "expired_key"})
+REFUSED_TTL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -41,10 +50,12 @@ class _Entry:
 
 
 class CredentialCache:
-    def __init__(self, client: redis.Redis, epoch_key: str) -> None:
+    def __init__(
+        self, client: redis.Redis, epoch_key: str, ttl_s: float, timer: Callable[[], float] = time.monotonic
+    ) -> None:
         self.client = client
         self.epoch_key = epoch_key
-        self._entries: TTLCache[str, _Entry] = TTLCache(maxsize=MAX_ENTRIES, ttl=TTL_S)
+        self._entries: TTLCache[str, _Entry] = TTLCache(maxsize=MAX_ENTRIES, ttl=ttl_s, timer=timer)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._down_until = 0.0
 
@@ -71,15 +82,17 @@ class CredentialCache:
                 self._entries.pop(digest, None)
         return result
 
-    def credentials_changed(self) -> None:
-        """A commit revoked a key or changed a user: make every worker look again."""
+    def credentials_changed(self) -> bool:
+        """A commit revoked a key or changed a user: make every worker look again. False: not published."""
         with self._lock:
             self._entries.clear()
         try:
             self.client.set(self.epoch_key, uuid.uuid4().hex)
         except redis.RedisError as exc:
-            # Other workers keep their entries until Redis is back (they then forget all) or TTL_S.
+            # Other workers keep their entries until Redis is back (they then forget all) or the TTL.
             logger.warning("could not publish a credential change to Redis: %s", exc)
+            return False
+        return True
 
     def _epoch(self) -> bytes | None:
         if time.monotonic() < self._down_until:
@@ -96,3 +109,45 @@ class CredentialCache:
             self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
             return None
         return epoch
+
+
+class RefusedKeys:
+    """Keys this worker refused for good, by hash: a repeated one is refused without a query."""
+
+    def __init__(self) -> None:
+        self._failures: TTLCache[str, str] = TTLCache(maxsize=MAX_ENTRIES, ttl=REFUSED_TTL_S)
+        self._lock = threading.Lock()
+
+    def failure(self, key: str) -> str | None:
+        with self._lock:
+            return self._failures.get(hash_key(key))
+
+    def remember(self, key: str, failure: str | None) -> None:
+        if failure in FINAL_FAILURES:
+            with self._lock:
+                self._failures[hash_key(key)] = failure
+
+
+def broadcast_change(credentials: CredentialCache | None, bound_s: float) -> str | None:
+    """Make every worker look credentials up again; the warning to give when that could not be done."""
+    if credentials is not None and credentials.credentials_changed():
+        return None
+    reason = "Redis did not answer" if credentials is not None else "MLAPI_REDIS_URL is not set here"
+    return (
+        f"the change was not broadcast ({reason}): a worker that remembered the old credential may "
+        f"accept it for up to {bound_s:g} s more (MLAPI_CREDENTIAL_CACHE_TTL_S)"
+    )
+
+
+def credential_change_hook(credentials: CredentialCache | None, bound_s: float) -> Callable[[], None]:
+    """What the store calls after a commit that changed credentials, in the server."""
+
+    def changed() -> None:
+        warning = broadcast_change(credentials, bound_s)
+        if warning is None or credentials is None:  # without Redis no worker caches keys: nothing to wait for
+            return
+        logger.warning(warning)
+        if has_request_context():
+            g.credential_warning = warning  # a Warning header on the response (mlapi.auth)
+
+    return changed

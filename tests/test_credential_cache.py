@@ -119,6 +119,7 @@ def test_a_revocation_by_another_process_applies_on_the_next_request(cached_app,
         [sys.executable, "-m", "mlapi.cli", "keys", "revoke", str(record.id)], env=env, capture_output=True, text=True
     )
     assert revoked.returncode == 0, revoked.stderr
+    assert "warning" not in revoked.stderr  # broadcast: nothing to wait for
     assert me(client, key).get_json()["error"] == "revoked_key"
 
 
@@ -149,7 +150,7 @@ def test_without_a_reachable_redis_every_request_asks_the_database(tmp_path):
     # Nothing listens on this port: the cache steps aside, and a revocation still applies at once.
     app = make_test_app(f"sqlite:///{tmp_path / 'no-redis.db'}", load_models=False)
     factory = Factory(app)
-    cache = CredentialCache(redis.Redis(port=free_port(), socket_connect_timeout=0.5), "mlapi-test:epoch")
+    cache = CredentialCache(redis.Redis(port=free_port(), socket_connect_timeout=0.5), "mlapi-test:epoch", 5.0)
     record, key = factory.api_key(factory.user("ned"))
     counter = KeyLookups()
     try:
@@ -179,3 +180,87 @@ def test_a_change_that_cannot_reach_redis_is_logged_and_the_commit_stands(cached
     assert "could not publish a credential change" in caplog.text
     # This worker forgot what it remembered, so its next request still sees the revocation.
     assert me(client, key).get_json()["error"] == "revoked_key"
+
+
+class Clock:
+    """A worker's monotonic clock, moved by the test (the cache's TTL reads it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_unbroadcast_revocation_reaches_every_worker_within_the_bound(cached_app, prefix):
+    """Redis down for the writer: another worker may accept the key only until its entry's TTL ends."""
+    factory = Factory(cached_app)
+    record, key = factory.api_key(factory.user("tess"))
+    clock = Clock()
+    other_worker = CredentialCache(redis.Redis.from_url(REDIS_URL), f"{prefix}:credentials-epoch", 5.0, timer=clock)
+    writer = cached_app.extensions["mlapi_credentials"]
+    reachable = writer.client
+    with cached_app.app_context():
+        assert other_worker.check(db.session, key).owner is not None  # remembered
+        writer.client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+        try:
+            api_keys.revoke_api_key(db.session, record.id)  # the epoch stays as it was
+        finally:
+            writer.client = reachable
+        clock.now += 4.9
+        assert other_worker.check(db.session, key).owner is not None  # within the stated bound
+        clock.now += 0.2
+        assert other_worker.check(db.session, key).failure == "revoked_key"
+
+
+def test_the_api_warns_when_a_revocation_could_not_be_broadcast(cached_app):
+    factory, client = Factory(cached_app), cached_app.test_client()
+    record, key = factory.api_key(factory.user("uma"))
+    other, other_key = factory.api_key(factory.user("uma2"))
+    cache = cached_app.extensions["mlapi_credentials"]
+    reachable = cache.client
+    broadcast = client.delete(f"/v1/api-keys/{other.id}", headers={"X-API-Key": other_key})
+    assert broadcast.status_code == 204 and "Warning" not in broadcast.headers
+    assert me(client, key).status_code == 200
+    cache.client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    try:
+        response = client.delete(f"/v1/api-keys/{record.id}", headers={"X-API-Key": key})
+    finally:
+        cache.client = reachable
+    assert response.status_code == 204
+    assert "not broadcast" in response.headers["Warning"] and "up to 5 s" in response.headers["Warning"]
+
+
+def test_the_cli_warns_when_it_cannot_broadcast_a_revocation(cached_app, database_url):
+    factory = Factory(cached_app)
+    record, _key = factory.api_key(factory.user("vic"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPI_") or k.startswith("MLAPI_TEST_")}
+    revoked = subprocess.run(  # no MLAPI_REDIS_URL here, as a careless operator might run it
+        [sys.executable, "-m", "mlapi.cli", "keys", "revoke", str(record.id)],
+        env={**env, "MLAPI_DATABASE_URL": database_url}, capture_output=True, text=True,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout.strip() == f"key {record.id} revoked"
+    assert "warning: the change was not broadcast (MLAPI_REDIS_URL is not set here)" in revoked.stderr
+    assert "up to 5 s" in revoked.stderr
+
+
+@pytest.mark.parametrize("redis_configured", [True, False])
+def test_a_key_refused_for_good_costs_no_more_queries(tmp_path, prefix, redis_configured):
+    settings = {"MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": prefix} if redis_configured else {}
+    app = make_test_app(f"sqlite:///{tmp_path / 'refused.db'}", load_models=False,
+                        MLAPI_ANON_LIMIT="1000/minute", **settings)
+    factory, client = Factory(app), app.test_client()
+    record, revoked_key = factory.api_key(factory.user("wes"))
+    with app.app_context():
+        api_keys.revoke_api_key(db.session, record.id)
+    counter = KeyLookups()
+    try:
+        for key, failure in (("mlapi_" + "u" * 43, "unknown_key"), (revoked_key, "revoked_key")):
+            before = counter.count
+            for _ in range(5):
+                assert me(client, key).get_json()["error"] == failure
+            assert counter.count == before + 1, failure
+    finally:
+        counter.close()
+        db.dispose()

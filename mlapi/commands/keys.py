@@ -48,7 +48,7 @@ def list_(username: str) -> None:
 @group.command("revoke")
 @click.argument("key_id", type=int)
 def revoke(key_id: int) -> None:
-    """Revoke key KEY_ID, for every worker and host at once."""
+    """Revoke key KEY_ID: at once everywhere, or within MLAPI_CREDENTIAL_CACHE_TTL_S if it cannot be broadcast."""
     with store_errors_reported():
         api_keys.revoke_api_key(db.session, key_id, actor=cli_actor())
     click.echo(f"key {key_id} revoked")
