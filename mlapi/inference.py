@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import marshmallow as ma
 import numpy as np
-from flask import g, request
+from flask import current_app, g, request
 
 from mlapi.auth import requires_auth
 from mlapi.errors import APIError
@@ -16,11 +16,13 @@ from mlapi.schemas import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA, quota_cost
 from mlapi.request_context import add_access_log_fields
 from mlapi.runtime import cache_scope, engine, uses_models
 from mlapi.serving.manifest import Manifest
+from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
 
 blp = Blueprint("inference", __name__, url_prefix="/v1", description="Predictions and embeddings.")
 
 DEFAULT_PREDICT_MODEL = "sentiment"
+MAX_LABELS = 20
 DEFAULT_EMBEDDING_MODEL = "minilm"
 def _unique(values: list) -> None:
     if len(set(values)) != len(values):
@@ -41,7 +43,7 @@ class _PredictOptions(_ModelArgs):
     )
     labels = ma.fields.List(
         ma.fields.String(validate=[ma.validate.Length(min=1, max=100), NOT_BLANK]),
-        validate=[ma.validate.Length(min=2, max=20), _unique],
+        validate=[ma.validate.Length(min=2, max=MAX_LABELS), _unique],
         metadata={
             "description": "Zero-shot: classify into these labels instead of the model's own.",
             "uniqueItems": True,
@@ -142,18 +144,46 @@ class EmbeddingResponseSchema(ma.Schema):
     usage = ma.fields.Nested(UsageSchema, required=True)
 
 
-def _items_in_body(field: str) -> int:
-    """What a request costs against the quota: one per input (at least one, whatever the body).
-
-    It runs inside the limiter, which takes any error for a storage outage: it must not raise,
-    even when the body cannot be read (a client that hangs up, a chunked body over the limit).
-    """
+def _json_body() -> dict:
+    """The body as the quota's cost sees it: {} unless it is a readable JSON object. Never raises: the
+    cost runs inside the limiter, which takes any error for a storage outage (the view reports the
+    body's problem itself)."""
     try:
         body = request.get_json(silent=True) if request.is_json else None
-    except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
-        return 1
-    value = body.get(field) if isinstance(body, dict) else None
+    except Exception:  # noqa: BLE001 (a client that hangs up, a chunked body over the limit)
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _items_in_body(field: str) -> int:
+    """One per input (at least one, whatever the body)."""
+    value = _json_body().get(field)
     return quota_cost(len(value) if isinstance(value, list) else None)
+
+
+def _label_work() -> int:
+    """The label descriptions a request's own ``labels`` need embedded on this worker: the forward
+    passes a new label set runs in the shared runner, 0 once this worker knows every label."""
+    body = _json_body()
+    labels, model, version = body.get("labels"), body.get("model"), body.get("model_version")
+    valid = isinstance(labels, list) and 2 <= len(labels) <= MAX_LABELS and all(isinstance(x, str) for x in labels)
+    found = current_app.extensions.get("mlapi_engine")
+    if not valid or found is None or not isinstance(model or "", str) or not isinstance(version or "", str):
+        return 0
+    try:
+        handler = found.registry.resolve(model or DEFAULT_PREDICT_MODEL, version or LATEST)
+    except Exception:  # noqa: BLE001 (an unknown model: the view answers 404)
+        return 0
+    work = getattr(handler, "label_work", None)
+    return work(labels) if work is not None else 0
+
+
+def _predict_cost() -> int:
+    return 1 + _label_work()
+
+
+def _batch_cost() -> int:
+    return _items_in_body("inputs") + _label_work()
 
 
 def _model(args: dict, default: str) -> tuple[str, str]:
@@ -189,12 +219,15 @@ def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
 
 @blp.route("/predict", methods=["POST"])
 @uses_models
-@requires_auth(blp)
+@requires_auth(blp, cost=_predict_cost)
 @blp.arguments(PredictRequestSchema)
 @blp.response(200, PredictResponseSchema)
 @documents_inference_errors
 def predict(args: dict) -> dict:
-    """Classify one text (sentiment by default; any labels zero-shot). Batched with concurrent requests."""
+    """Classify one text (sentiment by default; any labels zero-shot). Batched with concurrent requests.
+
+    Costs one, plus one per label description that a label set new to the serving worker needs
+    embedded (four per label of your own; nothing once the worker knows the labels)."""
     outcome = engine().predict(
         *_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))], cache_scope()
     )
@@ -213,12 +246,13 @@ def predict(args: dict) -> dict:
 
 @blp.route("/predict/batch", methods=["POST"])
 @uses_models
-@requires_auth(blp, cost=lambda: _items_in_body("inputs"))
+@requires_auth(blp, cost=_batch_cost)
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema)
 @documents_inference_errors
 def predict_batch(args: dict) -> dict:
-    """Classify up to 100 texts in one batched forward pass; results in input order. Costs one per input."""
+    """Classify up to 100 texts in one batched forward pass; results in input order. Costs one per input,
+    plus one per label description that a label set new to the serving worker needs embedded."""
     options = _options(args)
     items = [PredictInput(text, **options) for text in args["inputs"]]
     outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items, cache_scope())

@@ -178,7 +178,8 @@ def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
         # Waiting would never help: say so instead of sending the client into a retry loop.
         return error_response(
             422,
-            f"This request holds {cost} items, more than the whole quota ({exc.limit.limit}); split it.",
+            f"This request costs {cost} items (one per input, and one per label description a new label set "
+            f"needs embedded), more than the whole quota ({exc.limit.limit}); split it.",
             error="exceeds_quota",
         )
     # Retry-After and X-RateLimit-* are added by the limiter's after-request hook.

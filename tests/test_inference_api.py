@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from mlapi.serving.types import PredictInput
+
 
 @pytest.fixture
 def app(uncached_app):
@@ -231,3 +233,47 @@ def test_odd_bodies_still_count_against_the_quota(client, factory, body):
     response = client.post("/v1/predict/batch", data=body, content_type="application/json", headers=headers)
     assert response.status_code in (400, 422)
     assert response.headers["X-RateLimit-Remaining"] == "9"
+
+
+def remaining(response):
+    return int(response.headers["X-RateLimit-Remaining"])
+
+
+def test_a_new_label_set_costs_the_descriptions_it_embeds_once(client, factory):
+    """A label of one's own runs four descriptions through the shared runner: the quota counts them."""
+    headers = factory.key_headers(factory.user(tier="pro"))
+    texts = {"text": "Our flight was delayed by six hours."}
+    first = predict(client, headers, **texts, labels=["travel", "cooking", "music"])
+    assert first.status_code == 200 and first.get_json()["result"] == "travel"
+    again = predict(client, headers, **texts, labels=["music", "travel", "cooking"])  # known labels, any order
+    assert remaining(first) - remaining(again) == 1
+    one_new = predict(client, headers, **texts, labels=["travel", "sport"])
+    assert remaining(again) - remaining(one_new) == 1 + 4
+    batch = client.post("/v1/predict/batch", json={"inputs": ["a", "b"], "labels": ["x-ray", "yacht"]}, headers=headers)
+    assert remaining(one_new) - remaining(batch) == 2 + 8
+    first_cost = 100 - remaining(first)
+    assert first_cost == 1 + 12
+
+
+def test_a_label_set_beyond_a_small_quota_is_refused_before_any_work(client, factory):
+    headers = factory.key_headers(factory.user(tier="free"))  # 10 a minute
+    refused = predict(client, headers, text="hello", labels=["alpha", "beta", "gamma"])
+    assert refused.status_code == 422 and refused.get_json()["error"] == "exceeds_quota"
+    assert "13 items" in refused.get_json()["detail"]
+    handler = client.application.extensions["mlapi_engine"].registry.resolve("sentiment")
+    assert handler.label_work(["alpha", "beta", "gamma"]) == 12  # nothing was embedded
+
+
+def test_the_label_prototypes_remembered_are_bounded(monkeypatch):
+    from mlapi.serving import handlers
+    from mlapi.serving.manifest import load_manifest
+    from tests.conftest import MODEL_DIR
+
+    monkeypatch.setattr(handlers, "MAX_CACHED_LABELS", 8)
+    handler = handlers.SentenceSimilarityClassifier(load_manifest(MODEL_DIR / "sentiment" / "1.0" / "manifest.json"), "cpu")
+    handler.load()
+    for i in range(5):
+        handler.predict([PredictInput("hello", labels=(f"a{i}", f"b{i}"))])
+    assert len(handler._prototype_by_label) == 8
+    assert handler.label_work(["a0", "b0"]) == 8  # the oldest were forgotten
+    assert handler.label_work(["a4", "b4"]) == 0

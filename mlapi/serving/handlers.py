@@ -8,10 +8,11 @@ to label prototypes) and ``sentence-embedding``. A manifest may instead name its
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Sequence
-from functools import lru_cache
 
 import torch
+from cachetools import LRUCache
 
 from mlapi.serving.encoder import QUANTIZATIONS, SentenceEncoder, load_encoder
 from mlapi.serving.errors import ManifestError, UnsupportedTask
@@ -21,6 +22,7 @@ from mlapi.serving.types import Embedding, PredictInput, Prediction
 # Fallback label descriptions for labels a request brings along (zero-shot with any labels).
 LABEL_TEMPLATES = ("{label}", "This text is about {label}.", "This is {label}.", "It is {label}.")
 MIN_TEMPERATURE = 1e-3  # temperature 0 means "most likely label takes all"
+MAX_CACHED_LABELS = 1024  # label prototypes remembered per model version and worker
 
 
 class Handler:
@@ -100,7 +102,9 @@ class SentenceSimilarityClassifier(_EncoderHandler):
 
     A prototype is the normalised mean embedding of the label's descriptions (a prompt
     ensemble from the manifest, or generic templates for labels a request brings), embedded
-    once per label set. ``confidence`` is the softmax of the similarities over ``temperature``.
+    once per label and remembered (the last ``MAX_CACHED_LABELS``). ``confidence`` is the softmax
+    of the similarities over ``temperature``. Embedding a new label's descriptions is work a
+    request causes in the shared runner: ``label_work`` says how much, for the quota.
     """
 
     capabilities = frozenset({"predict"})
@@ -111,18 +115,36 @@ class SentenceSimilarityClassifier(_EncoderHandler):
         self.default_temperature = float(options.get("default_temperature", 0.05))
         descriptions = options.get("label_descriptions", {})
         self.descriptions = {label: tuple(descriptions.get(label, ())) for label in self.manifest.labels}
-        self._prototypes = lru_cache(maxsize=256)(self._compute_prototypes)
+        self._prototype_by_label: LRUCache[str, torch.Tensor] = LRUCache(maxsize=MAX_CACHED_LABELS)
+        self._prototype_lock = threading.Lock()  # the runner writes; request threads ask label_work
 
-    def _compute_prototypes(self, labels: tuple[str, ...]) -> torch.Tensor:
-        texts, owners = [], []
-        for index, label in enumerate(labels):
-            phrases = self.descriptions.get(label) or tuple(t.format(label=label) for t in LABEL_TEMPLATES)
-            texts.extend(phrases)
-            owners.extend([index] * len(phrases))
-        vectors = self.encoder.encode(texts).vectors
-        owner = torch.tensor(owners)
-        means = torch.stack([vectors[owner == i].mean(dim=0) for i in range(len(labels))])
-        return torch.nn.functional.normalize(means, dim=1)
+    def _phrases(self, label: str) -> tuple[str, ...]:
+        return self.descriptions.get(label) or tuple(t.format(label=label) for t in LABEL_TEMPLATES)
+
+    def label_work(self, labels: Sequence[str]) -> int:
+        """Texts to embed before ``labels`` can be scored: none once each label's prototype is known."""
+        with self._prototype_lock:
+            missing = [label for label in dict.fromkeys(labels) if label not in self._prototype_by_label]
+        return sum(len(self._phrases(label)) for label in missing)
+
+    def _prototypes(self, labels: tuple[str, ...]) -> torch.Tensor:
+        with self._prototype_lock:
+            known = {label: self._prototype_by_label[label] for label in labels if label in self._prototype_by_label}
+        missing = [label for label in dict.fromkeys(labels) if label not in known]
+        if missing:
+            texts, owners = [], []
+            for index, label in enumerate(missing):
+                phrases = self._phrases(label)
+                texts.extend(phrases)
+                owners.extend([index] * len(phrases))
+            vectors = self.encoder.encode(texts).vectors
+            owner = torch.tensor(owners)
+            for index, label in enumerate(missing):
+                known[label] = torch.nn.functional.normalize(vectors[owner == index].mean(dim=0), dim=0)
+            with self._prototype_lock:
+                for label in missing:
+                    self._prototype_by_label[label] = known[label]
+        return torch.stack([known[label] for label in labels])
 
     def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
         limits = [min(item.max_tokens or self.max_length, self.max_length) for item in items]
