@@ -16,15 +16,31 @@ from tests.services import free_port, unavailable
 SITE = ROOT / "deploy" / "nginx" / "mlapi.conf"
 
 
-def render_site(upstream_ports: list[int], listen_port: int) -> str:
-    """The deployed site file, with its upstream servers and listen address pointed at this test."""
+def render_site(upstream_ports: list[int], http_port: int, tls_port: int, certificate: Path, key: Path) -> str:
+    """The deployed site file, with its upstreams, listen addresses and certificate pointed at this test."""
     site = SITE.read_text()
     servers = "\n".join(f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;" for port in upstream_ports)
-    site, count = re.subn(r"(?m)^    server [\w.-]+:\d+ .*;\n(    server [\w.-]+:\d+ .*;\n)*", servers + "\n", site)
-    assert count == 1, "the upstream block of deploy/nginx/mlapi.conf changed shape"
-    site, count = re.subn(r"listen 80;", f"listen 127.0.0.1:{listen_port};", site)
-    assert count == 1
+    for pattern, replacement in (
+        (r"(?m)^    server [\w.-]+:\d+ .*;\n(    server [\w.-]+:\d+ .*;\n)*", servers + "\n"),
+        (r"listen 80;", f"listen 127.0.0.1:{http_port};"),
+        (r"listen 443 ssl;", f"listen 127.0.0.1:{tls_port} ssl;"),
+        (r"ssl_certificate +/etc/nginx/tls/mlapi.crt;", f"ssl_certificate {certificate};"),
+        (r"ssl_certificate_key /etc/nginx/tls/mlapi.key;", f"ssl_certificate_key {key};"),
+    ):
+        site, count = re.subn(pattern, replacement, site)
+        assert count == 1, f"deploy/nginx/mlapi.conf changed shape: {pattern}"
     return site
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made by the test (it is also the CA to trust)."""
+    certificate, key = folder / "mlapi.crt", folder / "mlapi.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True,
+    )
+    return certificate, key
 
 
 class NginxServer:
@@ -33,9 +49,11 @@ class NginxServer:
         if self.binary is None:
             unavailable("nginx", FileNotFoundError("nginx is not installed (make test installs it)"))
         self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        (workdir / "site.conf").write_text(render_site(upstream_ports, self.port))
+        self.http_port, self.port = free_port(), free_port()
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.certificate, key = make_certificate(workdir)  # clients trust it: requests' verify=
+        (workdir / "site.conf").write_text(render_site(upstream_ports, self.http_port, self.port, self.certificate, key))
         temp = workdir / "temp"
         temp.mkdir(exist_ok=True)
         (workdir / "nginx.conf").write_text(f"""

@@ -1,6 +1,9 @@
 """Two Gunicorn instances behind a real NGINX (deploy/nginx/mlapi.conf), sharing PostgreSQL and Redis."""
 
 import http.client
+import socket
+import ssl
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -50,9 +53,11 @@ def stack(tmp_path_factory):
             )
 
 
-def get_from(source: str, port: int, path: str, headers: dict | None = None) -> int:
-    """A request whose TCP connection comes from ``source`` (another loopback address)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+def get_from(edge: NginxServer, source: str, path: str, headers: dict | None = None) -> int:
+    """A request whose TCP connection comes from ``source`` (another loopback address), over TLS."""
+    context = ssl.create_default_context(cafile=str(edge.certificate))
+    connection = http.client.HTTPSConnection("127.0.0.1", edge.port, timeout=10, source_address=(source, 0),
+                                             context=context)
     try:
         connection.request("GET", path, headers=headers or {})
         return connection.getresponse().status
@@ -60,28 +65,54 @@ def get_from(source: str, port: int, path: str, headers: dict | None = None) -> 
         connection.close()
 
 
-def test_the_rendered_site_keeps_the_deployed_settings():
-    site = render_site([1111, 2222], 3333)
+def test_the_rendered_site_keeps_the_deployed_settings(tmp_path):
+    site = render_site([1111, 2222], 3333, 4444, tmp_path / "c.crt", tmp_path / "c.key")
     assert "server 127.0.0.1:1111" in site and "server 127.0.0.1:2222" in site and "listen 127.0.0.1:3333;" in site
+    assert "listen 127.0.0.1:4444 ssl;" in site and f"ssl_certificate {tmp_path / 'c.crt'};" in site
     for directive in ("keepalive 32", "client_max_body_size 1m", "X-Forwarded-For $proxy_add_x_forwarded_for",
-                      "proxy_read_timeout", "location = /metrics"):
+                      "proxy_read_timeout", "location = /metrics", "ssl_protocols TLSv1.2 TLSv1.3",
+                      "Strict-Transport-Security", "return 308 https://"):
         assert directive in site
+
+
+def test_plain_http_only_redirects_to_https(stack):
+    response = requests.post(f"{stack.edge.http_url}/v1/predict?x=1", json={"text": "hi"},
+                             headers={"X-Request-ID": "plain-http"}, allow_redirects=False, timeout=10)
+    assert response.status_code == 308
+    assert response.headers["Location"] == "https://127.0.0.1/v1/predict?x=1"
+    # Nothing reached the app: no instance logged the request.
+    for instance in (stack.first, stack.second):
+        assert not [e for e in instance.access_log() if e.get("request_id") == "plain-http"]
+
+
+def test_tls_is_modern_and_strict(stack):
+    answer = requests.get(f"{stack.edge.url}/health", verify=stack.edge.certificate, timeout=10)
+    assert answer.status_code == 200 and answer.headers["Strict-Transport-Security"].startswith("max-age=")
+    old = ssl.create_default_context(cafile=str(stack.edge.certificate))
+    with warnings.catch_warnings():  # the point is to ask for a deprecated protocol
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("ALL:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", stack.edge.port), timeout=10) as raw:
+        old.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
 def test_requests_pass_through_nginx(stack):
     response = requests.get(f"{stack.edge.url}/v1/users/me",
-                            headers={"X-API-Key": stack.pro_key, "X-Request-ID": "through-the-edge"}, timeout=10)
+                            headers={"X-API-Key": stack.pro_key, "X-Request-ID": "through-the-edge"},
+                            verify=stack.edge.certificate, timeout=10)
     assert response.status_code == 200 and response.json()["username"] == "edge-pro"
     assert response.headers["X-Request-ID"] == "through-the-edge"
-    generated = requests.get(f"{stack.edge.url}/health", timeout=10).headers["X-Request-ID"]
+    generated = requests.get(f"{stack.edge.url}/health", verify=stack.edge.certificate, timeout=10).headers["X-Request-ID"]
     assert len(generated) >= 16
     too_big = requests.post(f"{stack.edge.url}/v1/predict", data=b"x" * (2 * 1024 * 1024),
-                            headers={"Content-Type": "application/json"}, timeout=10)
+                            headers={"Content-Type": "application/json"}, verify=stack.edge.certificate, timeout=10)
     assert too_big.status_code == 413
 
 
 def test_metrics_are_not_exposed_through_nginx(stack):
-    response = requests.get(f"{stack.edge.url}/metrics", timeout=10)
+    response = requests.get(f"{stack.edge.url}/metrics", verify=stack.edge.certificate, timeout=10)
     assert response.status_code == 404 and response.json()["error"] == "not_found"
     assert requests.get(f"{stack.first.url}/metrics", timeout=10).status_code == 200  # scraped directly
 
@@ -89,7 +120,7 @@ def test_metrics_are_not_exposed_through_nginx(stack):
 def test_one_accounts_limit_is_shared_by_both_instances(stack):
     statuses = [
         requests.get(f"{stack.edge.url}/v1/users/me", headers={"X-API-Key": stack.free_key, "X-Request-ID": f"share-{i}"},
-                     timeout=10).status_code
+                     verify=stack.edge.certificate, timeout=10).status_code
         for i in range(11)
     ]
     assert statuses == [200] * 10 + [429]
@@ -99,11 +130,11 @@ def test_one_accounts_limit_is_shared_by_both_instances(stack):
 
 
 def test_per_ip_limits_see_the_real_client_address(stack):
-    port = stack.edge.port
-    assert [get_from("127.0.0.2", port, "/v1/users/me") for _ in range(4)] == [401, 401, 401, 429]
-    assert get_from("127.0.0.3", port, "/v1/users/me") == 401  # another client, its own quota
+    edge = stack.edge
+    assert [get_from(edge, "127.0.0.2", "/v1/users/me") for _ in range(4)] == [401, 401, 401, 429]
+    assert get_from(edge, "127.0.0.3", "/v1/users/me") == 401  # another client, its own quota
     # Claiming to be 127.0.0.4 does not buy a fresh quota: the address NGINX saw is what counts.
-    spoofed = [get_from("127.0.0.2", port, "/v1/users/me", {"X-Forwarded-For": f"127.0.0.{n}"}) for n in (4, 5)]
+    spoofed = [get_from(edge, "127.0.0.2", "/v1/users/me", {"X-Forwarded-For": f"127.0.0.{n}"}) for n in (4, 5)]
     assert spoofed == [429, 429]
 
 
@@ -114,4 +145,4 @@ def test_a_key_revoked_on_one_instance_is_refused_by_the_other(stack):
     assert revoked.status_code == 204
     refused = requests.get(f"{stack.second.url}/v1/users/me", headers=headers, timeout=10)
     assert refused.status_code == 401 and refused.json()["error"] == "revoked_key"
-    assert requests.get(f"{stack.edge.url}/v1/users/me", headers=headers, timeout=10).status_code == 401
+    assert requests.get(f"{stack.edge.url}/v1/users/me", headers=headers, verify=stack.edge.certificate, timeout=10).status_code == 401
