@@ -11,6 +11,7 @@ credentials, 405 with an ``Allow`` header for other methods). The run is reprodu
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from flask import Flask
+from hypothesis import strategies as st
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from mlapi.extensions import db
@@ -130,6 +132,20 @@ def api_schema(fuzz_app: Flask) -> OpenApiSchema:
         "/v1/openapi.json", fuzz_app, config=schemathesis.Config.from_dict(CONFIG)
     )
 
+    # Hostile values a JSON Schema cannot describe, mixed into the negative cases: an integer past
+    # Python's 4,300-digit limit (once a 500 on every JSON endpoint) and Inference-Header-Content-Length
+    # values that str.isdigit() accepts and int() does not (once a 500 on /v2 infer).
+    @schema.hook("flatmap_case")
+    def hostile_numbers(context, case):  # noqa: ANN001, ANN201 (a Schemathesis hook)
+        if case.meta is None or case.meta.generation.mode.is_positive:
+            return st.just(case)
+        choices = ["as generated"]
+        if isinstance(case.body, dict) and case.media_type == "application/json":
+            choices.append("long integer")
+        if case.operation.path.endswith("/infer"):
+            choices += [f"header length {value}" for value in HOSTILE_HEADER_LENGTHS]
+        return st.sampled_from(choices).map(lambda choice: with_hostile_number(case, choice))
+
     # Not cached: the token endpoints need a fresh token for every case.
     @schema.auth(refresh_interval=None)
     class RealCredentials:
@@ -142,6 +158,23 @@ def api_schema(fuzz_app: Flask) -> OpenApiSchema:
     return schema
 
 
+LONG_INTEGER = "9" * 5000
+HOSTILE_HEADER_LENGTHS = ("²", "١٢", "7" * 5000)
+
+
+def with_hostile_number(case, choice: str):  # noqa: ANN001, ANN201 (a Schemathesis Case)
+    if choice == "long integer":
+        # Written as text: json.dumps cannot write such an integer (the same limit), the client must.
+        document = json.dumps(case.body)
+        case.body = (document[:-1] + (", " if case.body else "") + f'"long_number": {LONG_INTEGER}}}').encode()
+        hostile_cases["long integer"] += 1
+    elif choice.startswith("header length "):
+        case.headers = {**(case.headers or {}), "Inference-Header-Content-Length": choice.removeprefix("header length ")}
+        hostile_cases["header length"] += 1
+    return case
+
+
+hostile_cases: Counter = Counter()
 OTHER_METHODS = "(undocumented methods)"
 
 
@@ -158,6 +191,8 @@ def answers() -> Iterator[Counter]:
     passed_auth = {label for label, status in counter if status not in (401, 429)} & operations
     assert operations == passed_auth, f"never past authentication: {sorted(operations - passed_auth)}"
     assert any(status == 429 for _, status in counter), "no 429 was met: the limits are too generous"
+    # The hostile values were sent, not only drawn up.
+    assert hostile_cases["long integer"] >= 10 and hostile_cases["header length"] >= 3, hostile_cases
 
 
 @pytest.fixture(autouse=True)
