@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from limits import parse_many
 
@@ -64,7 +64,6 @@ class Settings:
     anon_limit: str = "30/minute"
     login_limit: str = "5/minute"
     login_address_limit: str = "20/minute"
-    login_username_limit: str = "100/hour"
     max_concurrent_hashes: int = 2
     credential_cache_ttl_s: float = 5.0
     max_batch_size: int = 32
@@ -256,7 +255,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         anon_limit=read.get("MLAPI_ANON_LIMIT", "30/minute", _limit),
         login_limit=read.get("MLAPI_LOGIN_LIMIT", "5/minute", _limit),
         login_address_limit=read.get("MLAPI_LOGIN_ADDRESS_LIMIT", "20/minute", _limit),
-        login_username_limit=read.get("MLAPI_LOGIN_USERNAME_LIMIT", "100/hour", _limit),
         max_concurrent_hashes=read.get("MLAPI_MAX_CONCURRENT_HASHES", 2, _int_between(1, 64)),
         credential_cache_ttl_s=read.get("MLAPI_CREDENTIAL_CACHE_TTL_S", 5.0, _float_between(0, 60)),
         max_batch_size=read.get("MLAPI_MAX_BATCH_SIZE", 32, _int_between(1, 1024)),
@@ -300,6 +298,8 @@ def refuse_debug_in_production(settings: Settings, *, debug: bool) -> None:
 # forge tokens with it. Generated secrets (`openssl rand -hex 32`, `-base64 32`) pass both rules.
 PLACEHOLDER_WORDS = ("replace", "change-me", "changeme", "change_me", "example", "secret", "placeholder", "xxxx")
 MIN_DISTINCT_CHARACTERS = 10
+# Passwords that examples and images use by default (an earlier compose file shipped "mlapi").
+DEFAULT_PASSWORDS = frozenset({"mlapi", "postgres", "password", "admin", "root", "redis", "guest", "test"})
 
 
 def placeholder_reason(value: str, *, generated: bool = True) -> str | None:
@@ -307,6 +307,8 @@ def placeholder_reason(value: str, *, generated: bool = True) -> str | None:
     word = next((w for w in PLACEHOLDER_WORDS if w in value.lower()), None)
     if word is not None:
         return f"it contains {word!r}, as placeholders do"
+    if value.lower() in DEFAULT_PASSWORDS:
+        return "it is a well-known default"
     if generated and len(set(value)) < MIN_DISTINCT_CHARACTERS:
         return f"it has fewer than {MIN_DISTINCT_CHARACTERS} distinct characters"
     return None
@@ -321,7 +323,8 @@ def _check_production(settings: Settings) -> None:
         raise ConfigError(f"MLAPI_SECRET_KEY: production mode needs at least {MIN_SECRET_BYTES} bytes")
     checked = [("MLAPI_SECRET_KEY", settings.secret_key, True), ("MLAPI_METRICS_TOKEN", settings.metrics_token, True)]
     for name, url in (("MLAPI_DATABASE_URL", settings.database_url), ("MLAPI_REDIS_URL", settings.redis_url)):
-        checked.append((f"{name}'s password", urlsplit(url).password if url else None, False))
+        password = urlsplit(url).password if url else None
+        checked.append((f"{name}'s password", unquote(password) if password else None, False))
     for name, value, generated in checked:
         reason = placeholder_reason(value, generated=generated) if value else None
         if reason is not None:

@@ -4,7 +4,7 @@
   endpoint and every key and token of the account; a request of N items costs N.
 - Requests without valid credentials: ``MLAPI_ANON_LIMIT`` per client IP.
 - ``POST /v1/token``: ``MLAPI_LOGIN_LIMIT`` per username and client address,
-  ``MLAPI_LOGIN_ADDRESS_LIMIT`` per address, ``MLAPI_LOGIN_USERNAME_LIMIT`` per username.
+  ``MLAPI_LOGIN_ADDRESS_LIMIT`` per address (never per username alone: see ``limit_logins``).
 - Addresses: an IPv6 client counts by its /64.
 
 Strategy: moving window. It counts exactly the hits of the last window, so a client never
@@ -54,9 +54,9 @@ def _anonymous_limit() -> str:
     return current_app.config["MLAPI_SETTINGS"].anon_limit
 
 
-def _login_limits() -> tuple[str, str, str]:
+def _login_limits() -> tuple[str, str]:
     settings = current_app.config["MLAPI_SETTINGS"]
-    return settings.login_limit, settings.login_address_limit, settings.login_username_limit
+    return settings.login_limit, settings.login_address_limit
 
 
 def client_bucket() -> str:
@@ -96,10 +96,6 @@ def _login_pair_key() -> str:
     return _key("login-user-ip", _login_username(), client_bucket())
 
 
-def _login_username_key() -> str:
-    return _key("login-user", _login_username())
-
-
 def limit_by_account_or_ip(cost: Callable[[], int] | None = None) -> Callable[[_View], _View]:
     """The account's tier quota when the caller is authenticated, else the per-IP quota.
 
@@ -131,10 +127,10 @@ def limit_logins(view: _View) -> _View:
     """Throttle password guessing without handing attackers a lock-out of other people.
 
     Per username and address (``MLAPI_LOGIN_LIMIT``): guesses from one place at one account.
-    Per address (``MLAPI_LOGIN_ADDRESS_LIMIT``): one place trying many accounts. Per username
-    alone only a much higher ceiling (``MLAPI_LOGIN_USERNAME_LIMIT``) against guesses spread over
-    many addresses: wrong passwords sent from one address never stop the owner's right one from
-    another.
+    Per address (``MLAPI_LOGIN_ADDRESS_LIMIT``): one place trying many accounts. Nothing counts
+    per username alone: any such ceiling, however high, is one an attacker can fill from a few
+    addresses to refuse the owner's right password. Guesses spread over many addresses meet the
+    per-address limits and argon2's cost instead.
     """
     per_pair = limiter.limit(
         lambda: _login_limits()[0],
@@ -148,13 +144,7 @@ def limit_logins(view: _View) -> _View:
         key_func=_client_key,
         error_message=lambda: f"Too many logins from this address ({_login_limits()[1]}).",
     )
-    per_username = limiter.limit(
-        lambda: _login_limits()[2],
-        scope="login-user",
-        key_func=_login_username_key,
-        error_message=lambda: f"Too many logins for this username ({_login_limits()[2]}).",
-    )
-    return per_address(per_username(per_pair(view)))  # type: ignore[return-value]
+    return per_address(per_pair(view))  # type: ignore[return-value]
 
 
 # flask-limiter writes Retry-After on every response of a limited endpoint and raises it to the
@@ -178,8 +168,8 @@ def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
         # Waiting would never help: say so instead of sending the client into a retry loop.
         return error_response(
             422,
-            f"This request costs {cost} items (one per input, and one per label description a new label set "
-            f"needs embedded), more than the whole quota ({exc.limit.limit}); split it.",
+            f"This request costs {cost} items (one per input, and one per label of your own not used "
+            f"before), more than the whole quota ({exc.limit.limit}); split it, or use fewer new labels.",
             error="exceeds_quota",
         )
     # Retry-After and X-RateLimit-* are added by the limiter's after-request hook.

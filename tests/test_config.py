@@ -84,6 +84,8 @@ def test_production_refuses_default_or_short_secrets(secret):
         ("MLAPI_SECRET_KEY", "12345678912345678912345678912345"),  # 9 distinct characters
         ("MLAPI_METRICS_TOKEN", "replace-with-a-scrape-token"),
         ("MLAPI_DATABASE_URL", "postgresql+psycopg://mlapi:change-me@postgres:5432/mlapi"),
+        ("MLAPI_DATABASE_URL", "postgresql+psycopg://mlapi:mlapi@postgres:5432/mlapi"),  # an old compose default
+        ("MLAPI_REDIS_URL", "redis://:%63hange%2Dme@redis:6379/0"),  # percent-encoded "change-me"
     ],
 )
 def test_production_refuses_placeholders_and_low_entropy_secrets(name, value):

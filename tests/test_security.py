@@ -44,7 +44,6 @@ GENEROUS_LIMITS = {
     "MLAPI_ANON_LIMIT": "100000/minute",
     "MLAPI_LOGIN_LIMIT": "100000/minute",
     "MLAPI_LOGIN_ADDRESS_LIMIT": "100000/minute",
-    "MLAPI_LOGIN_USERNAME_LIMIT": "100000/minute",
 }
 STRONG_SECRET = "Zq8-vN3wK7rB2xT9mJ5hL1cF6dG4sP0y"  # 32 bytes, generated-looking
 ENVELOPE_KEYS = {"error", "detail", "status_code", "request_id", "timestamp"}
