@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import threading
 from datetime import datetime, timezone
 
 import marshmallow as ma
 import numpy as np
+from cachetools import LRUCache
 from flask import current_app, g, request
 
 from mlapi.auth import requires_auth
@@ -23,6 +25,7 @@ blp = Blueprint("inference", __name__, url_prefix="/v1", description="Prediction
 
 DEFAULT_PREDICT_MODEL = "sentiment"
 MAX_LABELS = 20
+MAX_LABEL_LENGTH = 100
 DEFAULT_EMBEDDING_MODEL = "minilm"
 def _unique(values: list) -> None:
     if len(set(values)) != len(values):
@@ -42,7 +45,7 @@ class _PredictOptions(_ModelArgs):
         strict=True, validate=ma.validate.Range(1, 2048), metadata={"description": "Truncates the model input."}
     )
     labels = ma.fields.List(
-        ma.fields.String(validate=[ma.validate.Length(min=1, max=100), NOT_BLANK]),
+        ma.fields.String(validate=[ma.validate.Length(min=1, max=MAX_LABEL_LENGTH), NOT_BLANK]),
         validate=[ma.validate.Length(min=2, max=MAX_LABELS), _unique],
         metadata={
             "description": "Zero-shot: classify into these labels instead of the model's own.",
@@ -161,29 +164,65 @@ def _items_in_body(field: str) -> int:
     return quota_cost(len(value) if isinstance(value, list) else None)
 
 
-def _label_work() -> int:
-    """The label descriptions a request's own ``labels`` need embedded on this worker: the forward
-    passes a new label set runs in the shared runner, 0 once this worker knows every label."""
-    body = _json_body()
-    labels, model, version = body.get("labels"), body.get("model"), body.get("model_version")
-    valid = isinstance(labels, list) and 2 <= len(labels) <= MAX_LABELS and all(isinstance(x, str) for x in labels)
+class PaidLabels:
+    """(account, model, label) an account has paid for on this worker; the least recently used are
+    forgotten (then charged again), so memory stays bounded whatever labels clients invent."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._paid: LRUCache[tuple[int, str, str], bool] = LRUCache(maxsize=size)
+        self._lock = threading.Lock()  # cachetools caches are not thread-safe
+
+    def unpaid(self, account_id: int, model: str, labels: list[str]) -> list[str]:
+        with self._lock:
+            return [label for label in dict.fromkeys(labels) if (account_id, model, label) not in self._paid]
+
+    def paid(self, account_id: int, model: str, labels: list[str]) -> None:
+        with self._lock:
+            for label in labels:
+                self._paid[(account_id, model, label)] = True
+
+
+def _paid_labels() -> PaidLabels:
+    return current_app.extensions.setdefault("mlapi_paid_labels", PaidLabels())
+
+
+def _labels_to_pay(body: dict) -> list[str]:
+    """The request's own labels that this account has not paid for on this worker: each costs one.
+
+    Embedding a label's descriptions (four short texts) runs in the shared runner and costs about
+    what one input does. What an account paid for is remembered per account, never per model: the
+    price never depends on other tenants' traffic, so it cannot tell one what labels another used.
+    A request the validator will refuse (bad labels) pays for none.
+    """
+    labels, model = body.get("labels"), body.get("model") or DEFAULT_PREDICT_MODEL
+    valid = (
+        isinstance(labels, list) and 2 <= len(labels) <= MAX_LABELS and len(set(map(str, labels))) == len(labels)
+        and all(isinstance(x, str) and 1 <= len(x) <= MAX_LABEL_LENGTH and x.strip() for x in labels)
+        and isinstance(model, str)
+    )
+    if not valid or g.get("account") is None:
+        return []
+    own: set[str] = set()
     found = current_app.extensions.get("mlapi_engine")
-    if not valid or found is None or not isinstance(model or "", str) or not isinstance(version or "", str):
-        return 0
-    try:
-        handler = found.registry.resolve(model or DEFAULT_PREDICT_MODEL, version or LATEST)
-    except Exception:  # noqa: BLE001 (an unknown model: the view answers 404)
-        return 0
-    work = getattr(handler, "label_work", None)
-    return work(labels) if work is not None else 0
+    try:  # the model's own labels were embedded at load: free
+        own = set(found.registry.manifest(model, body.get("model_version") or LATEST).labels) if found else set()
+    except Exception:  # noqa: BLE001 (an unknown model or version: the view answers 404)
+        return []
+    return [label for label in _paid_labels().unpaid(g.account.id, model, labels) if label not in own]
 
 
 def _predict_cost() -> int:
-    return 1 + _label_work()
+    return 1 + len(_labels_to_pay(_json_body()))
 
 
 def _batch_cost() -> int:
-    return _items_in_body("inputs") + _label_work()
+    return _items_in_body("inputs") + len(_labels_to_pay(_json_body()))
+
+
+def _paid_for_labels(args: dict) -> None:
+    """After a successful prediction: this account's labels are paid for on this worker."""
+    if args.get("labels"):
+        _paid_labels().paid(g.account.id, args.get("model") or DEFAULT_PREDICT_MODEL, list(args["labels"]))
 
 
 def _model(args: dict, default: str) -> tuple[str, str]:
@@ -226,11 +265,12 @@ def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
 def predict(args: dict) -> dict:
     """Classify one text (sentiment by default; any labels zero-shot). Batched with concurrent requests.
 
-    Costs one, plus one per label description that a label set new to the serving worker needs
-    embedded (four per label of your own; nothing once the worker knows the labels)."""
+    Costs one, plus one per label of your own that your account has not used on the serving worker
+    before (embedding its descriptions is work too)."""
     outcome = engine().predict(
-        *_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))], cache_scope()
+        *_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))], cache_scope=cache_scope()
     )
+    _paid_for_labels(args)
     (prediction,) = outcome.predictions
     return {
         "request_id": g.request_id,
@@ -252,10 +292,11 @@ def predict(args: dict) -> dict:
 @documents_inference_errors
 def predict_batch(args: dict) -> dict:
     """Classify up to 100 texts in one batched forward pass; results in input order. Costs one per input,
-    plus one per label description that a label set new to the serving worker needs embedded."""
+    plus one per label of your own that your account has not used on the serving worker before."""
     options = _options(args)
     items = [PredictInput(text, **options) for text in args["inputs"]]
-    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items, cache_scope())
+    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items, cache_scope=cache_scope())
+    _paid_for_labels(args)
     return {
         "request_id": g.request_id,
         "predictions": [

@@ -239,29 +239,38 @@ def remaining(response):
     return int(response.headers["X-RateLimit-Remaining"])
 
 
-def test_a_new_label_set_costs_the_descriptions_it_embeds_once(client, factory):
-    """A label of one's own runs four descriptions through the shared runner: the quota counts them."""
-    headers = factory.key_headers(factory.user(tier="pro"))
-    texts = {"text": "Our flight was delayed by six hours."}
-    first = predict(client, headers, **texts, labels=["travel", "cooking", "music"])
+def test_labels_of_ones_own_cost_one_each_once_per_account(client, factory):
+    """Embedding a new label's descriptions is work in the shared runner: the quota counts it."""
+    alice = factory.key_headers(factory.user("alice", tier="pro"))
+    bob = factory.key_headers(factory.user("bob", tier="pro"))
+    text = {"text": "Our flight was delayed by six hours."}
+    start = remaining(client.get("/v1/users/me", headers=alice))
+    first = predict(client, alice, **text, labels=["travel", "cooking", "music"])
     assert first.status_code == 200 and first.get_json()["result"] == "travel"
-    again = predict(client, headers, **texts, labels=["music", "travel", "cooking"])  # known labels, any order
+    assert start - remaining(first) == 1 + 3
+    again = predict(client, alice, **text, labels=["music", "travel", "cooking"])  # paid for, any order
     assert remaining(first) - remaining(again) == 1
-    one_new = predict(client, headers, **texts, labels=["travel", "sport"])
-    assert remaining(again) - remaining(one_new) == 1 + 4
-    batch = client.post("/v1/predict/batch", json={"inputs": ["a", "b"], "labels": ["x-ray", "yacht"]}, headers=headers)
-    assert remaining(one_new) - remaining(batch) == 2 + 8
-    first_cost = 100 - remaining(first)
-    assert first_cost == 1 + 12
+    one_new = predict(client, alice, **text, labels=["travel", "sport"])
+    assert remaining(again) - remaining(one_new) == 1 + 1
+    own = predict(client, alice, **text, labels=["negative", "positive"])  # the model's own labels
+    assert remaining(one_new) - remaining(own) == 1
+    batch = client.post("/v1/predict/batch", json={"inputs": ["a", "b"], "labels": ["x-ray", "yacht"]}, headers=alice)
+    assert remaining(own) - remaining(batch) == 2 + 2
+    # Bob pays for the labels Alice used: the price tells no tenant what another sent.
+    bob_start = remaining(client.get("/v1/users/me", headers=bob))
+    bobs = predict(client, bob, **text, labels=["travel", "cooking", "music"])
+    assert bob_start - remaining(bobs) == 1 + 3
 
 
-def test_a_label_set_beyond_a_small_quota_is_refused_before_any_work(client, factory):
+def test_a_refused_request_pays_for_no_labels(client, factory):
     headers = factory.key_headers(factory.user(tier="free"))  # 10 a minute
-    refused = predict(client, headers, text="hello", labels=["alpha", "beta", "gamma"])
+    labels = [f"label {i}" for i in range(12)]
+    refused = predict(client, headers, text="hello", labels=labels)
     assert refused.status_code == 422 and refused.get_json()["error"] == "exceeds_quota"
-    assert "13 items" in refused.get_json()["detail"]
-    handler = client.application.extensions["mlapi_engine"].registry.resolve("sentiment")
-    assert handler.label_work(["alpha", "beta", "gamma"]) == 12  # nothing was embedded
+    assert "13 items" in refused.get_json()["detail"] and "fewer new labels" in refused.get_json()["detail"]
+    invalid = predict(client, headers, text="hello", labels=["ok", "x" * 101])  # the validator refuses it
+    assert invalid.status_code == 422 and remaining(invalid) == 9
+    assert predict(client, headers, text="hello", labels=labels[:3]).status_code == 200
 
 
 def test_the_label_prototypes_remembered_are_bounded(monkeypatch):
@@ -274,6 +283,5 @@ def test_the_label_prototypes_remembered_are_bounded(monkeypatch):
     handler.load()
     for i in range(5):
         handler.predict([PredictInput("hello", labels=(f"a{i}", f"b{i}"))])
-    assert len(handler._prototype_by_label) == 8
-    assert handler.label_work(["a0", "b0"]) == 8  # the oldest were forgotten
-    assert handler.label_work(["a4", "b4"]) == 0
+    assert len(handler._prototype_by_label) == 8 and "a0" not in handler._prototype_by_label
+    assert set(handler._own_prototypes) == {"negative", "positive"}  # never evicted

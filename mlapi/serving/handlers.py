@@ -8,7 +8,6 @@ to label prototypes) and ``sentence-embedding``. A manifest may instead name its
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Sequence
 
 import torch
@@ -102,9 +101,10 @@ class SentenceSimilarityClassifier(_EncoderHandler):
 
     A prototype is the normalised mean embedding of the label's descriptions (a prompt
     ensemble from the manifest, or generic templates for labels a request brings), embedded
-    once per label and remembered (the last ``MAX_CACHED_LABELS``). ``confidence`` is the softmax
-    of the similarities over ``temperature``. Embedding a new label's descriptions is work a
-    request causes in the shared runner: ``label_work`` says how much, for the quota.
+    once per label and remembered: the manifest's own labels for good, labels that requests bring
+    the last ``MAX_CACHED_LABELS`` of them. ``confidence`` is the softmax of the similarities over
+    ``temperature``. Embedding a request's own labels is work it causes in the shared runner: the
+    web layer charges for it (mlapi.inference).
     """
 
     capabilities = frozenset({"predict"})
@@ -116,20 +116,17 @@ class SentenceSimilarityClassifier(_EncoderHandler):
         descriptions = options.get("label_descriptions", {})
         self.descriptions = {label: tuple(descriptions.get(label, ())) for label in self.manifest.labels}
         self._prototype_by_label: LRUCache[str, torch.Tensor] = LRUCache(maxsize=MAX_CACHED_LABELS)
-        self._prototype_lock = threading.Lock()  # the runner writes; request threads ask label_work
+        self._own_prototypes: dict[str, torch.Tensor] = {}
+        # The manifest's labels, embedded once here and never evicted: every default request needs them.
+        self._own_prototypes = dict(zip(self.manifest.labels, self._prototypes(tuple(self.manifest.labels))))
 
     def _phrases(self, label: str) -> tuple[str, ...]:
         return self.descriptions.get(label) or tuple(t.format(label=label) for t in LABEL_TEMPLATES)
 
-    def label_work(self, labels: Sequence[str]) -> int:
-        """Texts to embed before ``labels`` can be scored: none once each label's prototype is known."""
-        with self._prototype_lock:
-            missing = [label for label in dict.fromkeys(labels) if label not in self._prototype_by_label]
-        return sum(len(self._phrases(label)) for label in missing)
-
     def _prototypes(self, labels: tuple[str, ...]) -> torch.Tensor:
-        with self._prototype_lock:
-            known = {label: self._prototype_by_label[label] for label in labels if label in self._prototype_by_label}
+        # Only the model's runner thread calls this (and load, before it starts): no lock needed.
+        known = {label: self._own_prototypes.get(label, self._prototype_by_label.get(label)) for label in labels}
+        known = {label: prototype for label, prototype in known.items() if prototype is not None}
         missing = [label for label in dict.fromkeys(labels) if label not in known]
         if missing:
             texts, owners = [], []
@@ -141,9 +138,7 @@ class SentenceSimilarityClassifier(_EncoderHandler):
             owner = torch.tensor(owners)
             for index, label in enumerate(missing):
                 known[label] = torch.nn.functional.normalize(vectors[owner == index].mean(dim=0), dim=0)
-            with self._prototype_lock:
-                for label in missing:
-                    self._prototype_by_label[label] = known[label]
+                self._prototype_by_label[label] = known[label]
         return torch.stack([known[label] for label in labels])
 
     def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
