@@ -94,11 +94,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
         app.extensions["mlapi_redis"] = client
         readiness.register_check(app, "redis", client.ping)
-        if settings.credential_cache_ttl_s > 0:
-            credentials = CredentialCache(
-                client, f"{settings.redis_prefix}:credentials-epoch", settings.credential_cache_ttl_s
-            )
-            app.extensions["mlapi_credentials"] = credentials
+        # Built whatever the TTL: with 0 this process remembers no key but still tells the others.
+        credentials = CredentialCache(client, f"{settings.redis_prefix}:credentials-epoch", settings.credential_cache_ttl_s)
+        app.extensions["mlapi_credentials"] = credentials
     app.extensions["mlapi_refused_keys"] = RefusedKeys()
     db.on_credentials_changed = credential_change_hook(credentials, settings.credential_cache_ttl_s)
     if settings.cors_origins:

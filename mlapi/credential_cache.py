@@ -55,13 +55,14 @@ class CredentialCache:
     ) -> None:
         self.client = client
         self.epoch_key = epoch_key
-        self._entries: TTLCache[str, _Entry] = TTLCache(maxsize=MAX_ENTRIES, ttl=ttl_s, timer=timer)
+        self.remembers = ttl_s > 0
+        self._entries: TTLCache[str, _Entry] = TTLCache(maxsize=MAX_ENTRIES, ttl=max(ttl_s, 1e-9), timer=timer)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._down_until = 0.0
 
     def check(self, session: Session, key: str) -> KeyCheck:
         """What ``check_api_key`` would answer, from memory while no credential has changed."""
-        epoch = self._epoch()
+        epoch = self._epoch() if self.remembers else None
         if epoch is None:
             return check_api_key(session, key)
         digest = hash_key(key)
@@ -135,7 +136,7 @@ def broadcast_change(credentials: CredentialCache | None, bound_s: float) -> str
     reason = "Redis did not answer" if credentials is not None else "MLAPI_REDIS_URL is not set here"
     return (
         f"the change was not broadcast ({reason}): a worker that remembered the old credential may "
-        f"accept it for up to {bound_s:g} s more (MLAPI_CREDENTIAL_CACHE_TTL_S)"
+        f"accept it until its MLAPI_CREDENTIAL_CACHE_TTL_S ends ({bound_s:g} s by this process's settings)"
     )
 
 

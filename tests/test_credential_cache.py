@@ -228,7 +228,7 @@ def test_the_api_warns_when_a_revocation_could_not_be_broadcast(cached_app):
     finally:
         cache.client = reachable
     assert response.status_code == 204
-    assert "not broadcast" in response.headers["Warning"] and "up to 5 s" in response.headers["Warning"]
+    assert "not broadcast" in response.headers["Warning"] and "(5 s by" in response.headers["Warning"]
 
 
 def test_the_cli_warns_when_it_cannot_broadcast_a_revocation(cached_app, database_url):
@@ -242,7 +242,7 @@ def test_the_cli_warns_when_it_cannot_broadcast_a_revocation(cached_app, databas
     assert revoked.returncode == 0, revoked.stderr
     assert revoked.stdout.strip() == f"key {record.id} revoked"
     assert "warning: the change was not broadcast (MLAPI_REDIS_URL is not set here)" in revoked.stderr
-    assert "up to 5 s" in revoked.stderr
+    assert "MLAPI_CREDENTIAL_CACHE_TTL_S ends (5 s by" in revoked.stderr
 
 
 @pytest.mark.parametrize("redis_configured", [True, False])
@@ -264,3 +264,16 @@ def test_a_key_refused_for_good_costs_no_more_queries(tmp_path, prefix, redis_co
     finally:
         counter.close()
         db.dispose()
+
+
+def test_a_process_that_remembers_no_key_still_broadcasts(cached_app, database_url, prefix):
+    """MLAPI_CREDENTIAL_CACHE_TTL_S=0 in the CLI's environment must not silence the broadcast."""
+    factory, client = Factory(cached_app), cached_app.test_client()
+    record, key = factory.api_key(factory.user("xia"))
+    assert me(client, key).status_code == 200  # remembered by the server
+    env = {**os.environ, "MLAPI_DATABASE_URL": database_url, "MLAPI_REDIS_URL": REDIS_URL,
+           "MLAPI_REDIS_PREFIX": prefix, "MLAPI_CREDENTIAL_CACHE_TTL_S": "0"}
+    revoked = subprocess.run([sys.executable, "-m", "mlapi.cli", "keys", "revoke", str(record.id)], env=env,
+                             capture_output=True, text=True)
+    assert revoked.returncode == 0 and "warning" not in revoked.stderr, revoked.stderr
+    assert me(client, key).get_json()["error"] == "revoked_key"
