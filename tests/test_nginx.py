@@ -96,6 +96,13 @@ def test_tls_is_modern_and_strict(stack):
     old.set_ciphers("ALL:@SECLEVEL=0")
     with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", stack.edge.port), timeout=10) as raw:
         old.wrap_socket(raw, server_hostname="127.0.0.1")
+    no_forward_secrecy = ssl.create_default_context(cafile=str(stack.edge.certificate))
+    no_forward_secrecy.maximum_version = ssl.TLSVersion.TLSv1_2
+    no_forward_secrecy.set_ciphers("AES128-SHA:AES256-SHA:AES128-GCM-SHA256")  # RSA key exchange only
+    with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", stack.edge.port), timeout=10) as raw:
+        no_forward_secrecy.wrap_socket(raw, server_hostname="127.0.0.1")
+    hidden = requests.get(f"{stack.edge.url}/metrics", verify=stack.edge.certificate, timeout=10)
+    assert hidden.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
 def test_requests_pass_through_nginx(stack):
