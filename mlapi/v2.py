@@ -219,7 +219,7 @@ def infer(name: str, version: str | None = None) -> Response:
         raise APIError(400, str(exc), error="invalid_request") from None
     if "predict" in handler.capabilities:
         items = [PredictInput(text.strip(), **options) for text in infer_request.texts]
-        outcome = engine().predict(name, handler.manifest.version, items, cache_scope())
+        outcome = engine().predict(name, handler.manifest.version, items, cache_scope=cache_scope())
         count = len(outcome.predictions)
         outputs = {
             "label": ("BYTES", [count], [p.label for p in outcome.predictions]),

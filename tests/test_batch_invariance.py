@@ -15,6 +15,7 @@ import threading
 import numpy as np
 import pytest
 
+from mlapi.serving.cache import SHARED
 from mlapi.serving.engine import BatchingSettings, InferenceEngine
 from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.store import ModelStore
@@ -100,7 +101,7 @@ def test_an_answer_alone_equals_the_answer_in_a_dynamically_formed_batch(engine,
         run = lambda text: engine.embed(manifest.name, manifest.version, [text])  # noqa: E731
         value = lambda outcome: outcome.embeddings[0].vector  # noqa: E731
     else:
-        run = lambda text: engine.predict(manifest.name, manifest.version, [PredictInput(text)])  # noqa: E731
+        run = lambda text: engine.predict(manifest.name, manifest.version, [PredictInput(text)], cache_scope=SHARED)  # noqa: E731
         value = lambda outcome: {"result": outcome.predictions[0].label,  # noqa: E731
                                  "confidence": outcome.predictions[0].confidence}
     alone = {text: run(text) for text in TARGETS}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlapi.serving.batcher import Arrivals, Batcher, BatchResult
-from mlapi.serving.cache import SHARED, PredictionCache, cache_key
+from mlapi.serving.cache import PredictionCache, cache_key
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.types import Embedding, PredictInput, Prediction
@@ -79,10 +79,9 @@ class InferenceEngine:
                 arrivals=self.arrivals,
             )
 
-    def predict(
-        self, name: str, version: str, items: Sequence[PredictInput], cache_scope: str = SHARED
-    ) -> PredictOutcome:
-        """Predictions for ``items``; cached ones are read and written under ``cache_scope`` only."""
+    def predict(self, name: str, version: str, items: Sequence[PredictInput], *, cache_scope: str) -> PredictOutcome:
+        """Predictions for ``items``; cached ones are read and written under ``cache_scope`` only
+        (an account's, or ``cache.SHARED`` for entries every caller may read)."""
         handler = self.registry.resolve(name, version)
         manifest = handler.manifest
         handler.require("predict")
