@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -91,7 +93,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     readiness.register_check(app, "database", db.ping)
     credentials = None
     if settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        # No retries: redis-py's default (3, with back-off) makes each call on a dead Redis take 3.5 s,
+        # and every request would wait that long. Its users step aside on their own failures.
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
         app.extensions["mlapi_redis"] = client
         readiness.register_check(app, "redis", client.ping)
         # Built whatever the TTL: with 0 this process remembers no key but still tells the others.

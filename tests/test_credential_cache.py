@@ -14,6 +14,8 @@ from datetime import timedelta
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import event, text
 
 from mlapi import credential_cache
@@ -24,6 +26,11 @@ from mlapi.store.models import utcnow
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.services import REDIS_URL, free_port, redis_available, unique_prefix
+
+
+def dead_redis() -> redis.Redis:
+    """A client of a Redis that is not there, failing at once (no retries) as the app's client does."""
+    return redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
 
 
 @pytest.fixture
@@ -150,7 +157,7 @@ def test_without_a_reachable_redis_every_request_asks_the_database(tmp_path):
     # Nothing listens on this port: the cache steps aside, and a revocation still applies at once.
     app = make_test_app(f"sqlite:///{tmp_path / 'no-redis.db'}", load_models=False)
     factory = Factory(app)
-    cache = CredentialCache(redis.Redis(port=free_port(), socket_connect_timeout=0.5), "mlapi-test:epoch", 5.0)
+    cache = CredentialCache(dead_redis(), "mlapi-test:epoch", 5.0)
     record, key = factory.api_key(factory.user("ned"))
     counter = KeyLookups()
     try:
@@ -171,7 +178,7 @@ def test_a_change_that_cannot_reach_redis_is_logged_and_the_commit_stands(cached
     assert me(client, key).status_code == 200
     cache = cached_app.extensions["mlapi_credentials"]
     reachable = cache.client
-    cache.client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)  # Redis gone for the writer
+    cache.client = dead_redis()  # Redis gone for the writer
     try:
         with cached_app.app_context():
             api_keys.revoke_api_key(db.session, record.id)  # commits, then fails to replace the epoch
@@ -202,7 +209,7 @@ def test_an_unbroadcast_revocation_reaches_every_worker_within_the_bound(cached_
     reachable = writer.client
     with cached_app.app_context():
         assert other_worker.check(db.session, key).owner is not None  # remembered
-        writer.client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+        writer.client = dead_redis()
         try:
             api_keys.revoke_api_key(db.session, record.id)  # the epoch stays as it was
         finally:
@@ -222,7 +229,7 @@ def test_the_api_warns_when_a_revocation_could_not_be_broadcast(cached_app):
     broadcast = client.delete(f"/v1/api-keys/{other.id}", headers={"X-API-Key": other_key})
     assert broadcast.status_code == 204 and "Warning" not in broadcast.headers
     assert me(client, key).status_code == 200
-    cache.client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    cache.client = dead_redis()
     try:
         response = client.delete(f"/v1/api-keys/{record.id}", headers={"X-API-Key": key})
     finally:
