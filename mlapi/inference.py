@@ -190,9 +190,10 @@ def _labels_to_pay(body: dict) -> list[str]:
     """The request's own labels that this account has not paid for on this worker: each costs one.
 
     Embedding a label's descriptions (four short texts) runs in the shared runner and costs about
-    what one input does. What an account paid for is remembered per account, never per model: the
-    price never depends on other tenants' traffic, so it cannot tell one what labels another used.
-    A request the validator will refuse (bad labels) pays for none.
+    what one input does. What was paid for is remembered per account, never shared between accounts:
+    the price never depends on other tenants' traffic, so it cannot tell one what labels another
+    used. The model's own labels are free (embedded at load); a request the validator will refuse
+    (bad labels) pays for none.
     """
     labels, model = body.get("labels"), body.get("model") or DEFAULT_PREDICT_MODEL
     valid = (
@@ -202,9 +203,8 @@ def _labels_to_pay(body: dict) -> list[str]:
     )
     if not valid or g.get("account") is None:
         return []
-    own: set[str] = set()
     found = current_app.extensions.get("mlapi_engine")
-    try:  # the model's own labels were embedded at load: free
+    try:
         own = set(found.registry.manifest(model, body.get("model_version") or LATEST).labels) if found else set()
     except Exception:  # noqa: BLE001 (an unknown model or version: the view answers 404)
         return []
