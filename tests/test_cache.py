@@ -6,7 +6,7 @@ import time
 import pytest
 
 from mlapi.serving import cache as cache_module
-from mlapi.serving.cache import MemoryCache, RedisCache, cache_key
+from mlapi.serving.cache import SHARED, MemoryCache, RedisCache, cache_key
 from mlapi.serving.manifest import load_manifest
 from mlapi.serving.types import PredictInput, Prediction
 from tests.conftest import MODEL_DIR
@@ -20,16 +20,17 @@ GOOD = Prediction("positive", 0.9, {"negative": 0.1, "positive": 0.9})
 def test_keys_separate_versions_parameters_and_manifest_edits():
     item = PredictInput("nice")
     keys = {
-        cache_key("p", V10, item),
-        cache_key("p", V11, item),
-        cache_key("p", V10, PredictInput("nice", temperature=0.5)),
-        cache_key("p", V10, PredictInput("nice", labels=("a", "b"))),
-        cache_key("p", V10, PredictInput("nice", max_tokens=3)),
-        cache_key("p", dataclasses.replace(V10, fingerprint="edited"), item),
-        cache_key("other", V10, item),
+        cache_key("p", V10, item, SHARED),
+        cache_key("p", V11, item, SHARED),
+        cache_key("p", V10, PredictInput("nice", temperature=0.5), SHARED),
+        cache_key("p", V10, PredictInput("nice", labels=("a", "b")), SHARED),
+        cache_key("p", V10, PredictInput("nice", max_tokens=3), SHARED),
+        cache_key("p", dataclasses.replace(V10, fingerprint="edited"), item, SHARED),
+        cache_key("other", V10, item, SHARED),
+        cache_key("p", V10, item, "account-1"),
     }
-    assert len(keys) == 7
-    assert cache_key("p", V10, item) == cache_key("p", V10, PredictInput("nice"))
+    assert len(keys) == 8
+    assert cache_key("p", V10, item, SHARED) == cache_key("p", V10, PredictInput("nice"), SHARED)
 
 
 def test_memory_cache_hits_misses_and_expiry():

@@ -28,7 +28,7 @@ REDIS_RETRY_AFTER_S = 5.0
 SHARED = "shared"  # the scope of entries every caller may read
 
 
-def cache_key(prefix: str, manifest: Manifest, item: PredictInput, scope: str = SHARED) -> str:
+def cache_key(prefix: str, manifest: Manifest, item: PredictInput, scope: str) -> str:
     """The entry for ``item``'s prediction, readable only by requests of the same ``scope``."""
     parameters = json.dumps([item.text, item.labels, item.temperature, item.max_tokens], ensure_ascii=False)
     digest = hashlib.sha256(parameters.encode()).hexdigest()
