@@ -54,9 +54,12 @@ def _anonymous_limit() -> str:
     return current_app.config["MLAPI_SETTINGS"].anon_limit
 
 
-def _login_limits() -> tuple[str, str]:
-    settings = current_app.config["MLAPI_SETTINGS"]
-    return settings.login_limit, settings.login_address_limit
+def _login_limit() -> str:
+    return current_app.config["MLAPI_SETTINGS"].login_limit
+
+
+def _login_address_limit() -> str:
+    return current_app.config["MLAPI_SETTINGS"].login_address_limit
 
 
 def client_bucket() -> str:
@@ -133,16 +136,16 @@ def limit_logins(view: _View) -> _View:
     per-address limits and argon2's cost instead.
     """
     per_pair = limiter.limit(
-        lambda: _login_limits()[0],
+        _login_limit,
         scope="login-user-ip",
         key_func=_login_pair_key,
-        error_message=lambda: f"Too many logins for this username from this address ({_login_limits()[0]}).",
+        error_message=lambda: f"Too many logins for this username from this address ({_login_limit()}).",
     )
     per_address = limiter.limit(
-        lambda: _login_limits()[1],
+        _login_address_limit,
         scope="login-ip",
         key_func=_client_key,
-        error_message=lambda: f"Too many logins from this address ({_login_limits()[1]}).",
+        error_message=lambda: f"Too many logins from this address ({_login_address_limit()}).",
     )
     return per_address(per_pair(view))  # type: ignore[return-value]
 

@@ -43,7 +43,7 @@ def cache_scope() -> str:
 
 def models_unavailable() -> Exception:
     """503 + Retry-After while this worker's models load (or after they failed to)."""
-    loading: ModelLoading | None = current_app.extensions.get("mlapi_model_loading")
+    loading = model_loading(current_app)
     if loading is None:  # an app built without models (the admin CLI): a programming error
         return RuntimeError("models are not loaded in this process")
     if loading.state == FAILED:
@@ -66,7 +66,7 @@ def uses_models(view: _View) -> _View:
         found = current_app.extensions.get("mlapi_engine")
         if found is not None:
             found.arrivals.announce()
-        elif "mlapi_model_loading" in current_app.extensions:
+        elif model_loading(current_app) is not None:
             # Before auth and the quota: a request refused for want of models costs the caller nothing.
             raise models_unavailable()
         return view(*args, **kwargs)
@@ -141,7 +141,7 @@ def init_app(app: Flask, settings: Settings, *, background: bool = False) -> Non
     status: dict[str, Any] = {}
     app.extensions["mlapi_model_loading"] = loading
     app.extensions["mlapi_runtime_status"] = lambda: {**status, "models_state": loading.state}
-    readiness.register_check(app, "models", lambda: _check_models(app))
+    readiness.register_check(app, "models", lambda: _check_models(app, loading))
     # A request that announced itself and ends without reaching a model (an error, a cache hit).
     app.teardown_request(lambda _exc: _withdraw_announcement(app))
     load = functools.partial(_load_models, app, settings, status)
@@ -211,8 +211,7 @@ def shutdown(app: Flask) -> None:
         found.close()
 
 
-def _check_models(app: Flask) -> None:
-    loading: ModelLoading = app.extensions["mlapi_model_loading"]
+def _check_models(app: Flask, loading: ModelLoading) -> None:
     if loading.state != READY:
         raise readiness.NotReady(loading.state)
     serving: InferenceEngine = app.extensions["mlapi_engine"]
