@@ -49,6 +49,9 @@ class AuditEventSchema(ma.Schema):
     action = ma.fields.String(dump_only=True, metadata={"enum": list(audit.ACTIONS)})
     target = ma.fields.String(dump_only=True, metadata={"description": "The username acted on."})
     source = ma.fields.String(dump_only=True, metadata={"enum": ["api", "cli"]})
+    actor_key_id = ma.fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The API key the actor used; null for a password login or the CLI."}
+    )
     request_id = ma.fields.String(dump_only=True, allow_none=True)
     ip_address = ma.fields.String(dump_only=True, allow_none=True)
     detail = ma.fields.Dict(dump_only=True, allow_none=True, metadata={"description": "What changed; never a secret."})
@@ -86,7 +89,10 @@ def create_user(body: dict) -> User:
 @blp.response(200, UserSchema)
 @blp.alt_response(404, description="No such user.")
 def update_user(body: dict, username: str) -> User:
-    """Change a user's tier, disabled flag or admin role; applies on their next request."""
+    """Change a user's tier, disabled flag or admin role; applies on their next request.
+
+    Disabling ends every login session of the user for good; their API keys are refused while the
+    account is disabled."""
     return accounts.update_user(db.session, username, **body, actor=current_actor())
 
 

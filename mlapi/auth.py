@@ -4,6 +4,9 @@
 ``Authorization: Bearer mlapi_...`` (so OpenAI-style clients work). Every lookup goes to
 the database, so a revoked key or token, a disabled user or a tier change applies to
 every worker and every instance on the next request.
+
+An API key may do what its scopes allow, with the models it names; a password login (a JWT,
+whose login session must not have ended) may do everything its account may.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from mlapi.extensions import api, db, jwt
 from mlapi.openapi import Blueprint
 from mlapi.ratelimit import limit_by_account_or_ip
 from mlapi.request_context import add_access_log_fields
-from mlapi.store.api_keys import KeyOwner, check_api_key, looks_like_api_key
+from mlapi.store import sessions
+from mlapi.store.api_keys import MAX_MODEL_NAME, Grant, KeyOwner, check_api_key, looks_like_api_key
 from mlapi.store.audit import Actor
-from mlapi.store.models import RevokedToken, User
+from mlapi.store.models import ALL_MODELS, SCOPES, LoginSession, RevokedToken, User
 from mlapi.store.tokens import is_token_revoked
 
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
@@ -51,6 +55,10 @@ _KEY_FAILURES = {
 }
 
 
+# What a password login may do: everything (the admin endpoints still need the admin role).
+PASSWORD_LOGIN_GRANT = Grant(frozenset(SCOPES), frozenset({ALL_MODELS}))
+
+
 @dataclass(frozen=True)
 class Account:
     """Who is calling: the same shape whichever credential was presented."""
@@ -59,11 +67,12 @@ class Account:
     username: str
     tier: str
     is_admin: bool
-    api_key_id: int | None = None
+    api_key_id: int | None = None  # None: a password login
+    grant: Grant = PASSWORD_LOGIN_GRANT
 
     @classmethod
-    def of(cls, user: User | KeyOwner, api_key_id: int | None = None) -> Account:
-        return cls(user.id, user.username, user.tier, user.is_admin, api_key_id)
+    def of(cls, user: User | KeyOwner, api_key_id: int | None = None, grant: Grant | None = None) -> Account:
+        return cls(user.id, user.username, user.tier, user.is_admin, api_key_id, grant or PASSWORD_LOGIN_GRANT)
 
 
 def current_account() -> Account:
@@ -71,8 +80,35 @@ def current_account() -> Account:
 
 
 def current_actor() -> Actor:
-    """The caller as the audit log names them, with this request's ID and client address."""
-    return Actor(current_account().username, "api", request_id=g.get("request_id"), ip_address=_client_ip())
+    """The caller as the audit log names them, with this request's ID, client address and key."""
+    return actor_of(current_account().username, current_account().api_key_id)
+
+
+def actor_of(username: str, api_key_id: int | None = None) -> Actor:
+    return Actor(username, "api", request_id=g.get("request_id"), ip_address=_client_ip(), api_key_id=api_key_id)
+
+
+def insufficient_scope(scope: str) -> APIError:
+    return APIError(
+        403,
+        f"This API key lacks the scope {scope!r}. Create a key that has it (POST /v1/api-keys with "
+        f'"scopes"), or use a password login.',
+        error="insufficient_scope",
+        headers={"WWW-Authenticate": f'Bearer realm="mlapi", error="insufficient_scope", scope="{scope}"'},
+    )
+
+
+def model_not_allowed(name: str) -> APIError:
+    allowed = ", ".join(sorted(current_account().grant.models))
+    return APIError(
+        403, f"This API key may not use the model {name!r}; it may use: {allowed}.", error="model_not_allowed"
+    )
+
+
+def allowed_models(names: list[str]) -> list[str]:
+    """Those of ``names`` that the caller's credential may use."""
+    grant = current_account().grant
+    return [name for name in names if grant.allows_model(name)]
 
 
 def _client_ip() -> str | None:
@@ -113,7 +149,7 @@ def resolve_account() -> Account:
             assert outcome.failure is not None
             refused.remember(key, outcome.failure)
             raise unauthorized(outcome.failure, _KEY_FAILURES[outcome.failure])
-        return Account.of(outcome.owner, outcome.key_id)
+        return Account.of(outcome.owner, outcome.key_id, outcome.grant)
     return Account.of(verified_token_user())
 
 
@@ -151,26 +187,66 @@ def verified_token_user(*, refresh: bool = False, verify_type: bool = True) -> U
         raise unauthorized("invalid_token", "The token is malformed or its signature is invalid.") from None
     if user.disabled:
         raise unauthorized("disabled_user", _KEY_FAILURES["disabled_user"])
+    if not g.pop("token_session_live", False):
+        raise unauthorized(
+            "revoked_token",
+            "The token's login session has ended (a logout, a password change, a disabled account, or a "
+            "refresh token used twice). Log in again.",
+        )
     return user
 
 
 def requires_auth(
-    blp: Blueprint, *, admin: bool = False, cost: Callable[[], int] | None = None
+    blp: Blueprint,
+    *,
+    scope: str | None = None,
+    admin: bool = False,
+    password_login: bool = False,
+    model: Callable[..., object] | None = None,
+    cost: Callable[[], int] | None = None,
+    forbidden_also: str | None = None,
 ) -> Callable[[_View], _View]:
-    """Require a valid credential (and the admin role) under the caller's rate limit; documented.
+    """Require a valid credential under the caller's rate limit; documented.
+
+    ``scope``: an API key must carry it (403 ``insufficient_scope``). ``admin``: the admin scope
+    and the account's admin role. ``password_login``: API keys are refused whatever their scopes.
+    ``model``: given the view's arguments, the model the request names; a key limited to other
+    models gets 403 ``model_not_allowed``. ``forbidden_also``: another reason for a 403, which the
+    view raises itself, for the documentation.
 
     The limit is checked before a credential failure is reported, so that failed attempts count
-    against the client's address like any other unauthenticated request.
+    against the client's address like any other unauthenticated request; a refused request costs
+    one, whatever it asked for.
     """
+    scope = "admin" if admin else scope
+
+    def refusal(kwargs: dict[str, Any]) -> APIError | None:
+        account = g.account
+        if password_login and account.api_key_id is not None:
+            return APIError(
+                403,
+                "This endpoint needs a password login (a token from POST /v1/token); API keys cannot use it.",
+                error="insufficient_scope",
+            )
+        if scope is not None and scope not in account.grant.scopes:
+            return insufficient_scope(scope)
+        if admin and not account.is_admin:
+            return APIError(403, "This endpoint is for administrators.", error="forbidden")
+        named = model(**kwargs) if model is not None else None
+        # A name no model can have (not a string, overlong) is left to validation, which refuses it.
+        if isinstance(named, str) and len(named) <= MAX_MODEL_NAME and not account.grant.allows_model(named):
+            return model_not_allowed(named)
+        return None
+
+    def request_cost() -> int:
+        return 1 if g.get("auth_error") is not None or cost is None else cost()
 
     def decorator(view: _View) -> _View:
-        @limit_by_account_or_ip(cost)
+        @limit_by_account_or_ip(request_cost)
         @functools.wraps(view)
         def authorised(*args: Any, **kwargs: Any) -> Any:
             if g.auth_error is not None:
                 raise g.auth_error
-            if admin and not g.account.is_admin:
-                raise APIError(403, "This endpoint is for administrators.", error="forbidden")
             return view(*args, **kwargs)
 
         @functools.wraps(view)
@@ -181,6 +257,7 @@ def requires_auth(
                 g.account, g.auth_error = None, exc
             else:
                 add_access_log_fields(account_id=g.account.id, api_key_id=g.account.api_key_id, tier=g.account.tier)
+                g.auth_error = refusal(kwargs)
             # The credential is checked: a request that now waits on a model must not hold a pooled
             # connection meanwhile (32 threads waiting on a batch would exhaust the pool).
             db.release_connection()
@@ -191,8 +268,20 @@ def requires_auth(
             documented
         )
         documented = blp.alt_response(429, description="Rate limit exceeded; see Retry-After.")(documented)
-        if admin:
-            documented = blp.alt_response(403, description="The account is not an administrator.")(documented)
+        forbidden = [
+            reason
+            for reason, applies in (
+                ("the account is not an administrator", admin),
+                (f"the API key lacks the scope '{scope}' (insufficient_scope)", scope is not None),
+                ("API keys cannot use it (insufficient_scope)", password_login),
+                ("the API key may not use this model (model_not_allowed)", model is not None),
+                (forbidden_also, forbidden_also is not None),
+            )
+            if applies
+        ]
+        if forbidden:
+            description = "Forbidden: " + "; or ".join(forbidden) + "."
+            documented = blp.alt_response(403, description=description)(documented)
         return documented  # type: ignore[return-value]
 
     return decorator
@@ -237,10 +326,9 @@ def _claims(user: User) -> dict[str, str]:
 
 @jwt.user_lookup_loader
 def _load_user(_header: dict, payload: dict) -> User | None:
-    try:
-        return db.session.get(User, int(payload["sub"]))
-    except (KeyError, TypeError, ValueError):
-        return None
+    """The token's user, read with whether its login session is live (one query)."""
+    user, g.token_session_live = sessions.user_of_live_session(db.session, int(payload["sub"]), payload["sid"])
+    return user
 
 
 @jwt.token_in_blocklist_loader
@@ -249,6 +337,7 @@ def _is_revoked(_header: dict, payload: dict) -> bool:
 
 
 _MAX_JTI_LENGTH = RevokedToken.__table__.c.jti.type.length
+_MAX_SID_LENGTH = LoginSession.__table__.c.id.type.length
 _USER_ID = re.compile(r"^[1-9][0-9]{0,9}$")
 _MAX_USER_ID = 2**31 - 1  # users.id is a 32-bit INTEGER
 
@@ -258,12 +347,15 @@ def _claims_are_ours(_header: dict, payload: dict) -> bool:
     """Refuse (as invalid_token) a correctly signed token whose claims this service never issues.
 
     Without a jti that fits the blocklist a token could never be revoked, and a ``sub`` beyond
-    the id column's range makes the user lookup itself fail.
+    the id column's range makes the user lookup itself fail. Without a login session id (``sid``;
+    tokens issued before sessions existed) a password change or a disable could not end it.
     """
-    jti, sub = payload.get("jti"), payload.get("sub")
+    jti, sub, sid = payload.get("jti"), payload.get("sub"), payload.get("sid")
     return (
         isinstance(jti, str)
         and 0 < len(jti) <= _MAX_JTI_LENGTH
+        and isinstance(sid, str)
+        and 0 < len(sid) <= _MAX_SID_LENGTH
         and isinstance(sub, str)
         and _USER_ID.match(sub) is not None
         and int(sub) <= _MAX_USER_ID

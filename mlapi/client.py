@@ -200,7 +200,10 @@ class Client:
                     timeout=self.timeout,
                 )
                 if response.ok:
-                    self.access_token = response.json()["access_token"]
+                    # Refresh tokens rotate: the one just sent is spent, and sending it again
+                    # would end the login session.
+                    tokens = response.json()
+                    self.access_token, self.refresh_token = tokens["access_token"], tokens["refresh_token"]
                     return
             except requests.RequestException:
                 pass

@@ -20,7 +20,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from mlapi.serving.batcher import DeadlineExceeded, QueueFull, ShuttingDown
 from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask
-from mlapi.store.errors import Busy, Conflict, InvalidValue, NotFound, StoreError
+from mlapi.store.errors import Busy, Conflict, Forbidden, InvalidValue, NotFound, StoreError
 
 logger = logging.getLogger("mlapi.errors")
 
@@ -168,6 +168,7 @@ _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None, dict[str, str]]] = 
     NotFound: (404, None, {}),
     Conflict: (409, None, {}),
     InvalidValue: (422, "validation_error", {}),
+    Forbidden: (403, "forbidden", {}),  # the exception's own code, where it has one
     Busy: (503, "overloaded", _RETRY_SOON),
     UnknownModel: (404, "model_not_found", {}),
     UnsupportedTask: (422, "unsupported_task", {}),
@@ -182,7 +183,7 @@ def handle_domain_error(exc: StoreError | ServingError) -> ResponseReturnValue:
     if type(exc) not in _DOMAIN_ERRORS:
         return handle_unexpected_exception(exc)
     status, error, headers = _DOMAIN_ERRORS[type(exc)]
-    return error_response(status, str(exc), error=error, headers=headers)
+    return error_response(status, str(exc), error=getattr(exc, "code", error), headers=headers)
 
 
 def handle_database_unavailable(exc: OperationalError | InterfaceError | PoolTimeout) -> ResponseReturnValue:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import marshmallow as ma
@@ -211,6 +212,11 @@ def _labels_to_pay(body: dict) -> list[str]:
     return [label for label in _paid_labels().unpaid(g.account.id, model, labels) if label not in own]
 
 
+def _named_model(default: str) -> Callable[..., object]:
+    """The model a request body names (the endpoint's default when it names none), for the key's model check."""
+    return lambda **_: _json_body().get("model") or default
+
+
 def _predict_cost() -> int:
     return 1 + len(_labels_to_pay(_json_body()))
 
@@ -258,7 +264,7 @@ def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
 
 @blp.route("/predict", methods=["POST"])
 @uses_models
-@requires_auth(blp, cost=_predict_cost)
+@requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_predict_cost)
 @blp.arguments(PredictRequestSchema)
 @blp.response(200, PredictResponseSchema)
 @documents_inference_errors
@@ -286,7 +292,7 @@ def predict(args: dict) -> dict:
 
 @blp.route("/predict/batch", methods=["POST"])
 @uses_models
-@requires_auth(blp, cost=_batch_cost)
+@requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_batch_cost)
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema)
 @documents_inference_errors
@@ -311,7 +317,9 @@ def predict_batch(args: dict) -> dict:
 
 @blp.route("/embeddings", methods=["POST"])
 @uses_models
-@requires_auth(blp, cost=lambda: _items_in_body("input"))
+@requires_auth(
+    blp, scope="inference", model=_named_model(DEFAULT_EMBEDDING_MODEL), cost=lambda: _items_in_body("input")
+)
 @blp.arguments(EmbeddingRequestSchema)
 @blp.response(200, EmbeddingResponseSchema)
 @documents_inference_errors

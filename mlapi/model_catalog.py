@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.auth import requires_auth
+from mlapi.auth import allowed_models, requires_auth
 from mlapi.openapi import Blueprint
 from mlapi.runtime import registry
 
@@ -39,15 +39,17 @@ class ModelListSchema(ma.Schema):
 
 
 @blp.route("", methods=["GET"])
-@requires_auth(blp)
+@requires_auth(blp, scope="models:read")
 @blp.response(200, ModelListSchema)
 def list_models() -> dict:
-    """Every model with its versions, the one ``latest`` resolves to, and where each runs."""
-    return {"object": "list", "data": registry().catalog()}
+    """Every model the caller may use, with its versions, the one `latest` resolves to, and where each runs."""
+    models = registry().catalog()
+    allowed = set(allowed_models([model["name"] for model in models]))
+    return {"object": "list", "data": [model for model in models if model["name"] in allowed]}
 
 
 @blp.route("/<name>", methods=["GET"])
-@requires_auth(blp)
+@requires_auth(blp, scope="models:read", model=lambda name: name)
 @blp.response(200, ModelSchema)
 @blp.alt_response(404, description="No such model; the detail names the models that exist.")
 def get_model(name: str) -> dict:

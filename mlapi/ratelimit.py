@@ -99,6 +99,21 @@ def _login_pair_key() -> str:
     return _key("login-user-ip", _login_username(), client_bucket())
 
 
+def _password_change_key() -> str:
+    # The login's own counter: a stolen token must not become a faster way to guess the password.
+    account = _account()
+    return _key("login-user-ip", account.username.casefold() if account else "-", client_bucket())
+
+
+def _per_username_and_address(key_func: Callable[[], str]) -> Callable[[_View], _View]:
+    return limiter.shared_limit(
+        _login_limit,
+        scope="login-user-ip",
+        key_func=key_func,
+        error_message=lambda: f"Too many password attempts for this username from this address ({_login_limit()}).",
+    )
+
+
 def limit_by_account_or_ip(cost: Callable[[], int] | None = None) -> Callable[[_View], _View]:
     """The account's tier quota when the caller is authenticated, else the per-IP quota.
 
@@ -135,12 +150,7 @@ def limit_logins(view: _View) -> _View:
     addresses to refuse the owner's right password. Guesses spread over many addresses meet the
     per-address limits and argon2's cost instead.
     """
-    per_pair = limiter.limit(
-        _login_limit,
-        scope="login-user-ip",
-        key_func=_login_pair_key,
-        error_message=lambda: f"Too many logins for this username from this address ({_login_limit()}).",
-    )
+    per_pair = _per_username_and_address(_login_pair_key)
     per_address = limiter.limit(
         _login_address_limit,
         scope="login-ip",
@@ -148,6 +158,12 @@ def limit_logins(view: _View) -> _View:
         error_message=lambda: f"Too many logins from this address ({_login_address_limit()}).",
     )
     return per_address(per_pair(view))  # type: ignore[return-value]
+
+
+def limit_password_guesses(view: _View) -> _View:
+    """A password change checks the current password: it shares the login's per-username-and-address
+    budget (``MLAPI_LOGIN_LIMIT``), so that a stolen token is not a faster way to guess it."""
+    return _per_username_and_address(_password_change_key)(view)  # type: ignore[return-value]
 
 
 # flask-limiter writes Retry-After on every response of a limited endpoint and raises it to the

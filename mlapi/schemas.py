@@ -5,9 +5,10 @@ from __future__ import annotations
 import marshmallow as ma
 
 from mlapi.config import TIERS
+from mlapi.store.passwords import MAX_PASSWORD, MIN_PASSWORD
 
 USERNAME = ma.validate.Regexp(r"^[A-Za-z0-9_.-]{3,64}$", error="3 to 64 letters, digits, '.', '_' or '-'.")
-PASSWORD = ma.validate.Length(min=8, max=1024)
+PASSWORD = ma.validate.Length(min=MIN_PASSWORD, max=MAX_PASSWORD)
 TIER = ma.validate.OneOf(TIERS)
 
 # Inference inputs, the same under /v1 and /v2.
@@ -67,6 +68,11 @@ class ApiKeySchema(ma.Schema):
     expires_at = ma.fields.DateTime(dump_only=True, allow_none=True)
     last_used_at = ma.fields.DateTime(dump_only=True, allow_none=True)
     revoked_at = ma.fields.DateTime(dump_only=True, allow_none=True)
+    scopes = ma.fields.List(ma.fields.String(), dump_only=True)
+    models = ma.fields.List(ma.fields.String(), dump_only=True, metadata={"description": "`*`: every model."})
+    parent_key_id = ma.fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The key that created this one; revoked with it."}
+    )
 
 
 class PageArgsSchema(ma.Schema):

@@ -1,4 +1,7 @@
-"""``/v1/token``: obtain (OAuth2 password form), refresh and revoke JWTs."""
+"""``/v1/token``: obtain (OAuth2 password form), refresh (rotating) and revoke JWTs.
+
+Each login starts a login session (mlapi.store.sessions) whose id every token carries as ``sid``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,13 @@ import marshmallow as ma
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt
 
-from mlapi.auth import SECURITY, unauthorized, verified_token_user
+from mlapi.auth import SECURITY, actor_of, unauthorized, verified_token_user
 from mlapi.extensions import db
 from mlapi.openapi import Blueprint
 from mlapi.ratelimit import limit_by_account_or_ip, limit_logins
 from mlapi.request_context import no_store
-from mlapi.store import accounts
-from mlapi.store.models import User
+from mlapi.store import accounts, sessions
+from mlapi.store.models import User, utcnow
 from mlapi.store.tokens import prune_revoked_tokens, revoke_token
 
 blp = Blueprint("tokens", __name__, url_prefix="/v1/token", description="Obtain, refresh and revoke tokens.")
@@ -35,15 +38,23 @@ class TokenSchema(ma.Schema):
     access_token = ma.fields.String(required=True)
     token_type = ma.fields.String(required=True, metadata={"example": "bearer"})
     expires_in = ma.fields.Integer(required=True, metadata={"description": "Seconds the access token lives."})
-    refresh_token = ma.fields.String(metadata={"description": "Only from POST /v1/token."})
+    refresh_token = ma.fields.String(
+        metadata={"description": "The next refresh token; the one presented to POST /v1/token/refresh is spent."}
+    )
 
 
-def _access_token(user: User) -> dict:
-    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+def issue_tokens(user: User, issued: sessions.Issued) -> dict:
+    """An access token and the session's next refresh token, neither outliving the login session."""
+    claims = {"sid": issued.session_id}
+    remaining = issued.expires_at - utcnow()
+    access_lifetime = min(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"], remaining)
     return {
-        "access_token": create_access_token(identity=user),
+        "access_token": create_access_token(identity=user, additional_claims=claims, expires_delta=access_lifetime),
         "token_type": "bearer",
-        "expires_in": int(lifetime.total_seconds()),
+        "expires_in": int(access_lifetime.total_seconds()),
+        "refresh_token": create_refresh_token(
+            identity=user, additional_claims={**claims, "jti": issued.refresh_jti}, expires_delta=remaining
+        ),
     }
 
 
@@ -62,19 +73,37 @@ def login(form: dict) -> dict:
     if user.disabled:
         raise unauthorized("disabled_user", "The account is disabled.")
     prune_revoked_tokens(db.session)
-    return {**_access_token(user), "refresh_token": create_refresh_token(identity=user)}
+    sessions.prune(db.session)
+    return issue_tokens(user, sessions.start(db.session, user, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]))
 
 
 @blp.route("/refresh", methods=["POST"])
 @blp.doc(security=[{"bearerAuth": []}])
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, description="Missing, invalid, expired or revoked refresh token.")
+@blp.alt_response(
+    401,
+    description="Missing, invalid, expired or revoked refresh token; or one already spent "
+    "(refresh_token_reused), which ends its login session.",
+)
 @blp.alt_response(429, description="Too many requests from this address.")
 @limit_by_account_or_ip()
 def refresh() -> dict:
-    """A new access token, for the refresh token sent as ``Authorization: Bearer``."""
+    """Exchange the refresh token for an access token and the next refresh token.
+
+    Send the refresh token as `Authorization: Bearer`. It is spent: presenting it again ends the
+    whole login session (`refresh_token_reused`), since a copy of it must exist."""
     no_store()
-    return _access_token(verified_token_user(refresh=True))
+    user = verified_token_user(refresh=True)
+    claims = get_jwt()
+    try:
+        issued = sessions.rotate(
+            db.session, claims["sid"], claims["jti"], username=user.username, actor=actor_of(user.username)
+        )
+    except sessions.RefreshTokenReused as exc:
+        raise unauthorized("refresh_token_reused", str(exc)) from None
+    except sessions.SessionEnded as exc:
+        raise unauthorized("revoked_token", str(exc)) from None
+    return issue_tokens(user, issued)
 
 
 @blp.route("/revoke", methods=["POST"])
@@ -84,7 +113,13 @@ def refresh() -> dict:
 @blp.alt_response(429, description="Too many requests from this address.")
 @limit_by_account_or_ip()
 def revoke() -> None:
-    """Revoke the token (access or refresh) sent as ``Authorization: Bearer``, for every worker at once."""
+    """Revoke the token sent as `Authorization: Bearer`, for every worker at once.
+
+    A refresh token ends its whole login session (a logout): the access tokens issued from it are
+    refused too."""
     verified_token_user(verify_type=False)
     claims = get_jwt()
-    revoke_token(db.session, claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc))
+    if claims["type"] == "refresh":
+        sessions.end(db.session, claims["sid"], sessions.EndReason.LOGOUT)
+    else:
+        revoke_token(db.session, claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc))

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from mlapi.auth import current_account, requires_auth
+import marshmallow as ma
+
+from mlapi.auth import current_account, current_actor, requires_auth
 from mlapi.extensions import db
 from mlapi.openapi import Blueprint
-from mlapi.schemas import UserSchema
+from mlapi.ratelimit import limit_password_guesses
+from mlapi.schemas import PASSWORD, UserSchema
+from mlapi.store import accounts
 from mlapi.store.models import User
 
 blp = Blueprint("users", __name__, url_prefix="/v1/users", description="The caller's account.")
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(min=1, max=1024))
+    new_password = ma.fields.String(required=True, load_only=True, validate=PASSWORD)
 
 
 @blp.route("/me", methods=["GET"])
@@ -17,3 +26,23 @@ blp = Blueprint("users", __name__, url_prefix="/v1/users", description="The call
 def me() -> User:
     """The account that the presented token or API key belongs to."""
     return db.session.get(User, current_account().id)
+
+
+@blp.route("/me/password", methods=["POST"])
+@requires_auth(blp, password_login=True, forbidden_also="the current password is wrong (wrong_password)")
+@limit_password_guesses
+@blp.arguments(PasswordChangeSchema)
+@blp.response(204)
+def change_password(body: dict) -> None:
+    """Change the caller's password, ending every login session of the account.
+
+    Every access and refresh token of the account, this request's included, is refused from now
+    on; API keys stay valid. Every attempt counts against the login limit for this username and
+    address (`MLAPI_LOGIN_LIMIT`)."""
+    accounts.change_password(
+        db.session,
+        current_account().username,
+        body["new_password"],
+        current_password=body["current_password"],
+        actor=current_actor(),
+    )

@@ -142,7 +142,7 @@ def ready():  # noqa: ANN201 (a dict or an error response)
 
 @blp.route("/models/<name>", methods=["GET"], endpoint="model_metadata")
 @blp.route("/models/<name>/versions/<version>", methods=["GET"], endpoint="model_version_metadata")
-@requires_auth(blp)
+@requires_auth(blp, scope="models:read", model=lambda name, **_: name)
 @blp.response(200, ModelMetadataSchema)
 @documents_model_errors
 def model_metadata(name: str, version: str | None = None) -> dict:
@@ -160,7 +160,7 @@ def model_metadata(name: str, version: str | None = None) -> dict:
 
 @blp.route("/models/<name>/ready", methods=["GET"], endpoint="model_ready")
 @blp.route("/models/<name>/versions/<version>/ready", methods=["GET"], endpoint="model_version_ready")
-@requires_auth(blp)
+@requires_auth(blp, scope="models:read", model=lambda name, **_: name)
 @blp.response(200, ModelReadySchema)
 @documents_model_errors
 @blp.alt_response(503, description="The model is loaded but its runner has stopped.")
@@ -195,7 +195,7 @@ def _requested_items() -> int:
 @blp.route("/models/<name>/infer", methods=["POST"], endpoint="infer")
 @blp.route("/models/<name>/versions/<version>/infer", methods=["POST"], endpoint="infer_version")
 @uses_models
-@requires_auth(blp, cost=_requested_items)
+@requires_auth(blp, scope="inference", model=lambda name, **_: name, cost=_requested_items)
 @blp.doc(requestBody={
     "required": True,
     "description": "JSON; or, with the Inference-Header-Content-Length header, JSON followed by binary tensor data.",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 
+from datetime import timedelta
+
 from flask import Flask
-from flask_jwt_extended import create_access_token, create_refresh_token
+from flask_jwt_extended import create_access_token
 
 from mlapi.extensions import db
-from mlapi.store import accounts, api_keys
-from mlapi.store.models import ApiKey, User
+from mlapi.store import accounts, api_keys, sessions
+from mlapi.store.models import ALL_MODELS, DEFAULT_SCOPES, ApiKey, User
+from mlapi.tokens import issue_tokens
 
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
@@ -23,19 +26,34 @@ class Factory:
         name = username or f"user{next(_names)}"
         return accounts.create_user(db.session, name, PASSWORD, tier=tier, is_admin=admin, **fields)
 
-    def api_key(self, user: User, label: str = "test", expires_in_days: int | None = None) -> tuple[ApiKey, str]:
-        return api_keys.create_api_key(db.session, user, label, expires_in_days)
+    def api_key(
+        self,
+        user: User,
+        label: str = "test",
+        expires_in_days: int | None = None,
+        *,
+        scopes: tuple[str, ...] = DEFAULT_SCOPES,
+        models: tuple[str, ...] = (ALL_MODELS,),
+    ) -> tuple[ApiKey, str]:
+        return api_keys.create_api_key(db.session, user, label, expires_in_days, scopes=scopes, models=models)
 
-    def key_headers(self, user: User) -> dict[str, str]:
-        return {"X-API-Key": self.api_key(user)[1]}
+    def key_headers(self, user: User, **grant) -> dict[str, str]:  # noqa: ANN003 (scopes, models)
+        return {"X-API-Key": self.api_key(user, **grant)[1]}
 
-    def access_token(self, user: User, **kwargs) -> str:  # noqa: ANN003
+    def login_tokens(self, user: User) -> dict:
+        """What POST /v1/token answers: an access and a refresh token of a new login session."""
         with self.app.app_context():
-            return create_access_token(identity=user, **kwargs)
+            return issue_tokens(user, sessions.start(db.session, user, timedelta(days=1)))
+
+    def access_token(self, user: User, *, expires_delta: timedelta | None = None) -> str:
+        if expires_delta is None:
+            return self.login_tokens(user)["access_token"]
+        issued = sessions.start(db.session, user, timedelta(days=1))
+        with self.app.app_context():
+            return create_access_token(identity=user, additional_claims={"sid": issued.session_id}, expires_delta=expires_delta)
 
     def refresh_token(self, user: User) -> str:
-        with self.app.app_context():
-            return create_refresh_token(identity=user)
+        return self.login_tokens(user)["refresh_token"]
 
     def bearer(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}

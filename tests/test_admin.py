@@ -3,7 +3,7 @@ import pytest
 
 @pytest.fixture
 def admin_headers(factory):
-    return factory.key_headers(factory.user("root", admin=True))
+    return factory.key_headers(factory.user("root", admin=True), scopes=("admin",))
 
 
 def test_list_users_is_paginated(client, factory, admin_headers):
@@ -54,7 +54,7 @@ def test_create_user_validation(client, admin_headers, payload):
 
 def test_patch_user(client, factory, admin_headers):
     user = factory.user("pat")
-    member_headers = factory.key_headers(user)
+    member_headers = factory.token_headers(user)  # a password login: promotion gives it the admin endpoints
     response = client.patch("/v1/admin/users/pat", json={"tier": "enterprise", "is_admin": True}, headers=admin_headers)
     assert response.status_code == 200
     assert (response.get_json()["tier"], response.get_json()["is_admin"]) == ("enterprise", True)

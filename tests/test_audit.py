@@ -34,7 +34,7 @@ def root(factory):
 
 @pytest.fixture
 def admin_headers(factory, root):
-    return factory.key_headers(root)
+    return factory.key_headers(root, scopes=("admin", "keys:write", "inference", "models:read"))
 
 
 def events(**filters) -> list[AuditEvent]:
@@ -98,7 +98,10 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
     own = client.post("/v1/api-keys", json={"label": "laptop"}, headers=ann_headers)
     assert own.status_code == 201
     key = own.get_json()
-    key_detail = {"key_id": key["id"], "prefix": key["prefix"], "label": "laptop"}
+    key_detail = {
+        "key_id": key["id"], "prefix": key["prefix"], "label": "laptop",
+        "scopes": ["inference", "models:read"], "models": ["*"], "parent_key_id": None,
+    }
     assert_api_event(recorder.one(), own, "ann", "key.created", "ann", key_detail)
 
     revoked = client.delete(f"/v1/api-keys/{key['id']}", headers=ann_headers)
@@ -111,7 +114,10 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
     assert by_admin.status_code == 204
     assert_api_event(
         recorder.one(), by_admin, "root", "key.revoked", "ann",
-        {"key_id": second["id"], "prefix": second["prefix"], "label": "ci"},
+        {
+            "key_id": second["id"], "prefix": second["prefix"], "label": "ci",
+            "scopes": ["inference", "models:read"], "models": ["*"], "parent_key_id": None,
+        },
     )
 
 
@@ -199,7 +205,10 @@ def test_each_cli_action_writes_one_row(runner):
 
     key = invoke(runner, "keys", "create", "carl", "--label", "deploy").stdout.strip().splitlines()[0]
     created = recorder.one()
-    key_detail = {"key_id": created.detail["key_id"], "prefix": key[:12], "label": "deploy"}
+    key_detail = {
+        "key_id": created.detail["key_id"], "prefix": key[:12], "label": "deploy",
+        "scopes": ["inference", "models:read"], "models": ["*"], "parent_key_id": None,
+    }
     assert_cli_event(created, "key.created", "carl", key_detail)
     invoke(runner, "keys", "revoke", str(key_detail["key_id"]))
     assert_cli_event(recorder.one(), "key.revoked", "carl", key_detail)
@@ -236,7 +245,7 @@ def record_events(count: int) -> None:
 
 def test_the_endpoint_is_for_admins_only(client, factory):
     assert client.get("/v1/admin/audit").status_code == 401
-    response = client.get("/v1/admin/audit", headers=factory.key_headers(factory.user("nonadmin")))
+    response = client.get("/v1/admin/audit", headers=factory.token_headers(factory.user("nonadmin")))
     assert response.status_code == 403
     assert response.get_json()["error"] == "forbidden"
 
@@ -251,7 +260,7 @@ def test_the_endpoint_pages_newest_first(client, admin_headers):
     first = client.get("/v1/admin/audit", headers=admin_headers).get_json()["data"][0]
     assert first["target"] == "target4"
     assert set(first) == {
-        "id", "occurred_at", "actor", "action", "target", "source", "request_id", "ip_address", "detail"
+        "id", "occurred_at", "actor", "actor_key_id", "action", "target", "source", "request_id", "ip_address", "detail"
     }
 
 

@@ -124,7 +124,7 @@ def test_api_key_in_the_query_string_is_not_accepted(client, factory):
 def test_unknown_revoked_and_expired_keys_are_refused(client, factory):
     user = factory.user()
     assert_401(client.get("/v1/users/me", headers={"X-API-Key": "mlapi_" + "x" * 43}), "unknown_key")
-    revoked, revoked_key = factory.api_key(user)
+    revoked, revoked_key = factory.api_key(user, scopes=("keys:write",))
     client.delete(f"/v1/api-keys/{revoked.id}", headers={"X-API-Key": revoked_key})
     assert_401(client.get("/v1/users/me", headers={"X-API-Key": revoked_key}), "revoked_key")
     expired, expired_key = factory.api_key(user, expires_in_days=1)
@@ -144,14 +144,17 @@ def test_disabled_user_is_refused_with_key_and_token(client, factory):
     assert client.get("/v1/users/me", headers=key_headers).status_code == 200
 
 
-def test_refresh_issues_a_working_access_token(client, factory):
+def test_refresh_issues_a_working_access_token_and_the_next_refresh_token(client, factory):
     factory.user("rita")
     tokens = login(client, "rita").get_json()
     response = client.post("/v1/token/refresh", headers={"Authorization": f"Bearer {tokens['refresh_token']}"})
     assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
-    assert "refresh_token" not in body
+    assert body["refresh_token"] != tokens["refresh_token"]
     assert client.get("/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}).status_code == 200
+    again = client.post("/v1/token/refresh", headers={"Authorization": f"Bearer {body['refresh_token']}"})
+    assert again.status_code == 200
 
 
 def test_token_types_are_not_interchangeable(client, factory):
@@ -239,7 +242,8 @@ def test_secrets_never_reach_the_database_in_plain_text(client, factory):
 
 def test_admin_endpoints_need_the_admin_role(client, factory):
     member = factory.user()
-    assert client.get("/v1/admin/users", headers=factory.key_headers(member)).status_code == 403
+    assert client.get("/v1/admin/users", headers=factory.token_headers(member)).status_code == 403
     admin = factory.user(admin=True)
-    assert client.get("/v1/admin/users", headers=factory.key_headers(admin)).status_code == 200
+    assert client.get("/v1/admin/users", headers=factory.token_headers(admin)).status_code == 200
+    assert client.get("/v1/admin/users", headers=factory.key_headers(admin, scopes=("admin",))).status_code == 200
     assert_401(client.get("/v1/admin/users"), "missing_credentials")

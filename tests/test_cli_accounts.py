@@ -85,7 +85,9 @@ def test_keys_create_list_revoke(runner, client):
     assert client.get("/v1/users/me", headers={"X-API-Key": key}).get_json()["username"] == "hank"
 
     listing = invoke(runner, "keys", "list", "hank").output.splitlines()
-    assert listing[0].split("\t") == ["id", "prefix", "label", "created", "expires", "last_used", "revoked"]
+    assert listing[0].split("\t") == [
+        "id", "prefix", "label", "created", "expires", "last_used", "revoked", "scopes", "models", "parent"
+    ]
     [row] = listing[1:]
     assert "deploy" in row and key[:12] in row and key not in row
     key_id = row.split("\t")[0]
@@ -141,3 +143,41 @@ def test_models_list_reports_a_broken_store_in_one_line(tmp_path):
         db.dispose()
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"Error: {broken / 'manifest.json'}: weights not found at {broken / 'gone'}"]
+
+
+def test_keys_create_takes_scopes_and_models(runner, client):
+    invoke(runner, "users", "create", "iris", "--password", "pw pw pw pw")
+    result = invoke(runner, "keys", "create", "iris", "--scope", "inference", "--scope", "keys:write",
+                    "--model", "minilm")
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip()
+    assert "scopes inference keys:write" in result.stderr and "models minilm" in result.stderr
+    headers = {"X-API-Key": key}
+    assert client.post("/v1/embeddings", json={"input": "hi"}, headers=headers).status_code == 200
+    assert client.post("/v1/predict", json={"text": "hi"}, headers=headers).get_json()["error"] == "model_not_allowed"
+    assert client.get("/v1/models", headers=headers).get_json()["error"] == "insufficient_scope"
+    [row] = invoke(runner, "keys", "list", "iris").output.splitlines()[1:]
+    assert row.split("\t")[-3:] == ["inference,keys:write", "minilm", "-"]
+
+    child = client.post("/v1/api-keys", json={"label": "c", "scopes": ["inference"], "models": ["minilm"]},
+                        headers=headers).get_json()
+    parent_id = row.split("\t")[0]
+    assert child["parent_key_id"] == int(parent_id)
+    revoked = invoke(runner, "keys", "revoke", parent_id)
+    assert revoked.exit_code == 0 and "with 1 key(s) created from it" in revoked.output
+    assert client.get("/v1/users/me", headers={"X-API-Key": child["key"]}).get_json()["error"] == "revoked_key"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--scope", "everything"], "Invalid value for '--scope'"),
+        (["--scope", "admin"], "only an administrator's key may carry the admin scope"),
+        (["--model", "bad name!"], "models must be"),
+    ],
+)
+def test_keys_create_refuses_bad_scopes_and_models(runner, args, message):
+    invoke(runner, "users", "create", "jon", "--password", "pw pw pw pw")
+    result = invoke(runner, "keys", "create", "jon", *args)
+    assert result.exit_code != 0 and message in result.output
+    assert "mlapi_" not in result.output

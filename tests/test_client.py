@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import jwt as pyjwt
 import pytest
 import requests
 
@@ -75,6 +76,15 @@ def test_password_login_and_transparent_token_renewal(served):
     assert revoked.status_code == 204
     assert client.me()["username"] == "client-pw"  # refreshed behind the scenes
     assert client.access_token != first
+    # Twice more: each renewal uses the refresh token the last one returned (a spent one would end
+    # the session and force a new login).
+    for _ in range(2):
+        session_before = pyjwt.decode(client.access_token, options={"verify_signature": False})["sid"]
+        requests.post(
+            f"{server.url}/v1/token/revoke", headers={"Authorization": f"Bearer {client.access_token}"}, timeout=10
+        )
+        assert client.me()["username"] == "client-pw"
+        assert pyjwt.decode(client.access_token, options={"verify_signature": False})["sid"] == session_before
 
 
 def test_retries_honour_retry_after(served):

@@ -93,7 +93,7 @@ def test_an_accepted_key_is_served_from_memory_until_a_credential_changes(cached
 
 def test_revoking_through_the_api_applies_on_the_next_request(cached_app):
     factory, client = Factory(cached_app), cached_app.test_client()
-    record, key = factory.api_key(factory.user("rex"))
+    record, key = factory.api_key(factory.user("rex"), scopes=("keys:write",))
     assert me(client, key).status_code == 200
     assert client.delete(f"/v1/api-keys/{record.id}", headers={"X-API-Key": key}).status_code == 204
     refusal = me(client, key)
@@ -102,15 +102,15 @@ def test_revoking_through_the_api_applies_on_the_next_request(cached_app):
 
 def test_tier_admin_and_disabled_changes_apply_on_the_next_request(cached_app):
     factory, client = Factory(cached_app), cached_app.test_client()
-    admin_headers = factory.key_headers(factory.user("boss", admin=True))
-    _record, key = factory.api_key(factory.user("pat", tier="free"))
+    admin_headers = factory.key_headers(factory.user("boss", admin=True), scopes=("admin",))
+    _record, key = factory.api_key(factory.user("pat", tier="free", admin=True), scopes=("admin",))
     assert me(client, key).headers["X-RateLimit-Limit"] == "50"
-    assert client.get("/v1/admin/users", headers={"X-API-Key": key}).status_code == 403
+    assert client.get("/v1/admin/users", headers={"X-API-Key": key}).status_code == 200
 
-    patch = client.patch("/v1/admin/users/pat", json={"tier": "pro", "is_admin": True}, headers=admin_headers)
+    patch = client.patch("/v1/admin/users/pat", json={"tier": "pro", "is_admin": False}, headers=admin_headers)
     assert patch.status_code == 200
     assert me(client, key).headers["X-RateLimit-Limit"] == "100"
-    assert client.get("/v1/admin/users", headers={"X-API-Key": key}).status_code == 200
+    assert client.get("/v1/admin/users", headers={"X-API-Key": key}).status_code == 403
 
     assert client.patch("/v1/admin/users/pat", json={"disabled": True}, headers=admin_headers).status_code == 200
     refusal = me(client, key)
@@ -222,8 +222,8 @@ def test_an_unbroadcast_revocation_reaches_every_worker_within_the_bound(cached_
 
 def test_the_api_warns_when_a_revocation_could_not_be_broadcast(cached_app):
     factory, client = Factory(cached_app), cached_app.test_client()
-    record, key = factory.api_key(factory.user("uma"))
-    other, other_key = factory.api_key(factory.user("uma2"))
+    record, key = factory.api_key(factory.user("uma"), scopes=("keys:write",))
+    other, other_key = factory.api_key(factory.user("uma2"), scopes=("keys:write",))
     cache = cached_app.extensions["mlapi_credentials"]
     reachable = cache.client
     broadcast = client.delete(f"/v1/api-keys/{other.id}", headers={"X-API-Key": other_key})

@@ -1,4 +1,5 @@
-"""Revocation reaches every Gunicorn worker at once (real Gunicorn, real PostgreSQL)."""
+"""Revocation, and the revocation of the keys a key created, reaches every Gunicorn worker at once
+(real Gunicorn, real PostgreSQL)."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,7 +49,7 @@ def test_a_revoked_key_is_refused_by_every_worker(tmp_path, with_redis):
     with fresh_postgres_database() as url:
         app = make_test_app(url)
         factory = Factory(app)
-        record, key = factory.api_key(factory.user("gus", tier="pro"))
+        record, key = factory.api_key(factory.user("gus", tier="pro"), scopes=("inference", "models:read", "keys:write"))
         db.dispose()
         # Quotas out of the way: this test is about revocation, not limits.
         (tmp_path / "no-models").mkdir()
@@ -61,11 +62,17 @@ def test_a_revoked_key_is_refused_by_every_worker(tmp_path, with_redis):
         if with_redis:
             env |= {"MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": unique_prefix()}
         with GunicornServer(tmp_path / "gunicorn.log", env, workers=2) as server:
+            # A key the leaked key made for itself dies with it, in every worker.
+            child = requests.post(f"{server.url}/v1/api-keys", json={"label": "child"}, headers={"X-API-Key": key}, timeout=10)
+            assert child.status_code == 201, child.text
+            child_key = child.json()["key"]
             assert set(fire_until_both_workers_answer(server, key, "before")) == {200}
+            assert set(fire_until_both_workers_answer(server, child_key, "child-before")) == {200}
 
             revoked = requests.delete(f"{server.url}/v1/api-keys/{record.id}", headers={"X-API-Key": key}, timeout=10)
             assert revoked.status_code == 204
 
             assert set(fire_until_both_workers_answer(server, key, "after")) == {401}
+            assert set(fire_until_both_workers_answer(server, child_key, "child-after")) == {401}
             refusal = requests.get(f"{server.url}/v1/users/me", headers={"X-API-Key": key}, timeout=10).json()
             assert refusal["error"] == "revoked_key"

@@ -20,7 +20,7 @@ LONG_INTEGER = "9" * 5000  # past Python's int-string limit of 4,300 digits
 
 @pytest.fixture
 def headers(factory):
-    return factory.key_headers(factory.user(tier="free"))
+    return factory.key_headers(factory.user(tier="free"), scopes=("inference", "models:read", "keys:write"))
 
 
 def huge_shape_body() -> bytes:

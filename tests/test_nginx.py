@@ -33,7 +33,9 @@ def stack(tmp_path_factory):
         app = make_test_app(url, load_models=False)
         factory = Factory(app)
         free_record, free_key = factory.api_key(factory.user("edge-free", tier="free"))
-        pro_record, pro_key = factory.api_key(factory.user("edge-pro", tier="pro"))
+        pro_record, pro_key = factory.api_key(
+            factory.user("edge-pro", tier="pro"), scopes=("inference", "models:read", "keys:write")
+        )
         db.dispose()
         env = {
             "MLAPI_DATABASE_URL": url,

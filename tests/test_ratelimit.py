@@ -72,7 +72,8 @@ def test_limits_are_checked_by_their_views_only(app, client, factory):
 
 def test_one_quota_per_account_across_endpoints_keys_and_tokens(client, factory):
     user = factory.user(tier="free")
-    credentials = [factory.key_headers(user), factory.key_headers(user), factory.token_headers(user)]
+    grant = {"scopes": ("inference", "keys:write")}
+    credentials = [factory.key_headers(user, **grant), factory.key_headers(user, **grant), factory.token_headers(user)]
     paths = ["/v1/users/me", "/v1/api-keys"]
     for i in range(10):
         response = client.get(paths[i % 2], headers=credentials[i % 3])

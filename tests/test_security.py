@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
@@ -33,7 +34,8 @@ from sqlalchemy import func, inspect, select
 from mlapi import create_app
 from mlapi.config import ConfigError, Settings, load_settings
 from mlapi.extensions import db
-from mlapi.store.models import ApiKey, RevokedToken, User
+from mlapi.store import sessions
+from mlapi.store.models import SCOPES, ApiKey, RevokedToken, User
 from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
 from tests.gunicorn_server import ROOT, GunicornServer
@@ -73,7 +75,7 @@ def db_client(db_app: Flask):
 
 @pytest.fixture
 def admin_headers(factory: Factory) -> dict[str, str]:
-    return factory.key_headers(factory.user("root", tier="enterprise", admin=True))
+    return factory.key_headers(factory.user("root", tier="enterprise", admin=True), scopes=SCOPES)
 
 
 def assert_envelope(response, status_code: int, error: str | None = None) -> dict:
@@ -148,9 +150,11 @@ FORGERIES = {
 
 
 def issued_claims(user: User, kind: str = "access") -> dict:
+    """The claims of a token this service would issue, in a real login session of the user."""
     now = int(time.time())
+    sid = sessions.start(db.session, user, timedelta(hours=1)).session_id
     return {"sub": str(user.id), "jti": str(uuid.uuid4()), "type": kind, "iat": now, "nbf": now, "exp": now + 600,
-            "fresh": False, "tier": user.tier, "username": user.username}
+            "fresh": False, "tier": user.tier, "username": user.username, "sid": sid}
 
 
 def test_the_hand_made_signature_is_what_the_server_accepts(app, client, factory):
@@ -179,6 +183,9 @@ def _without(claims: dict, name: str) -> dict:
 # service issues: each once made the user or revocation lookup fail with a 500, or could never be revoked.
 UNISSUED_CLAIMS = {
     "no jti": lambda claims: _without(claims, "jti"),
+    "no login session (issued before sessions existed)": lambda claims: _without(claims, "sid"),
+    "a session id too long for its column": lambda claims: {**claims, "sid": "s" * 37},
+    "a session id that is no string": lambda claims: {**claims, "sid": 7},
     "a jti too long for the blocklist": lambda claims: {**claims, "jti": "j" * 65},
     "a sub beyond 64 bits": lambda claims: {**claims, "sub": str(10**30)},
     "a sub beyond the id column": lambda claims: {**claims, "sub": str(2**31)},
@@ -237,7 +244,7 @@ def test_injection_shaped_logins_fail_like_any_wrong_login(db_client, db_factory
 
 @pytest.mark.postgres
 def test_injection_shaped_admin_input_is_refused_or_stored_verbatim(db_client, db_factory):
-    headers = db_factory.key_headers(db_factory.user("root", tier="enterprise", admin=True))
+    headers = db_factory.key_headers(db_factory.user("root", tier="enterprise", admin=True), scopes=SCOPES)
     for i, attempt in enumerate(INJECTIONS):
         refused = db_client.post("/v1/admin/users", json={"username": attempt, "password": PASSWORD}, headers=headers)
         assert "username" in assert_envelope(refused, 422, "validation_error")["errors"]
@@ -364,7 +371,7 @@ def test_chunked_bodies_over_the_limit_get_413_over_gunicorn(tmp_path):
     """Without Content-Length the size is only known while reading; Werkzeug would cut it silently."""
     url = f"sqlite:///{tmp_path / 'chunked.db'}"
     factory = Factory(make_test_app(url, load_models=False))
-    key = factory.api_key(factory.user("chunky", tier="enterprise"))[1]
+    key = factory.api_key(factory.user("chunky", tier="enterprise"), scopes=("inference", "models:read", "keys:write"))[1]
     db.dispose()
     (tmp_path / "no-models").mkdir()
     env = {"MLAPI_DATABASE_URL": url, "MLAPI_MODEL_DIR": str(tmp_path / "no-models")}
@@ -399,7 +406,7 @@ def test_every_response_says_nosniff(tmp_path):
     try:
         factory, client = Factory(app), app.test_client()
         member = factory.user("member")
-        headers = factory.key_headers(member)
+        headers = factory.key_headers(member, scopes=("inference", "models:read", "keys:write"))
         key_id = client.post("/v1/api-keys", json={"label": "x"}, headers=headers).get_json()["id"]
         responses = {
             200: client.get("/health"),

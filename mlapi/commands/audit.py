@@ -22,6 +22,7 @@ def _as_dict(event: AuditEvent) -> dict[str, object]:
         "action": event.action,
         "target": event.target,
         "source": event.source,
+        "actor_key_id": event.actor_key_id,
         "request_id": event.request_id,
         "ip_address": event.ip_address,
         "detail": event.detail,
@@ -31,7 +32,9 @@ def _as_dict(event: AuditEvent) -> dict[str, object]:
 def _as_line(event: AuditEvent) -> str:
     detail = json.dumps(event.detail, sort_keys=True) if event.detail else "-"
     when = event.occurred_at.isoformat(timespec="seconds")
-    return "\t".join((when, event.actor, event.action, event.target, event.source, detail))
+    # The acting key, where one acted, shows with the actor: alice[key 7].
+    actor = event.actor if event.actor_key_id is None else f"{event.actor}[key {event.actor_key_id}]"
+    return "\t".join((when, actor, event.action, event.target, event.source, detail))
 
 
 @group.command("list")

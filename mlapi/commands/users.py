@@ -50,10 +50,20 @@ def set_tier(username: str, tier: str) -> None:
     click.echo(f"{username} is now on tier {tier}")
 
 
+@group.command("set-password")
+@click.argument("username")
+@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True, help="Prompted if absent.")
+def set_password(username: str, password: str) -> None:
+    """Set USERNAME's password and end every login session of theirs (API keys stay valid)."""
+    with store_errors_reported():
+        accounts.change_password(db.session, username, password, actor=cli_actor())
+    click.echo(f"password of {username} changed; their login sessions have ended")
+
+
 @group.command("disable")
 @click.argument("username")
 def disable(username: str) -> None:
-    """Refuse every token and key of USERNAME from the next request on."""
+    """Refuse every token and key of USERNAME from the next request on; their login sessions end for good."""
     with store_errors_reported():
         accounts.update_user(db.session, username, disabled=True, actor=cli_actor())
     click.echo(f"{username} is disabled")
@@ -62,7 +72,7 @@ def disable(username: str) -> None:
 @group.command("enable")
 @click.argument("username")
 def enable(username: str) -> None:
-    """Let USERNAME in again."""
+    """Let USERNAME in again: their API keys work again, their old tokens do not (they log in anew)."""
     with store_errors_reported():
         accounts.update_user(db.session, username, disabled=False, actor=cli_actor())
     click.echo(f"{username} is enabled")

@@ -7,11 +7,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlapi.config import TIERS
-from mlapi.store import audit
+from mlapi.store import audit, sessions
 from mlapi.store.audit import Action, Actor
-from mlapi.store.errors import Conflict, InvalidValue, NotFound
+from mlapi.store.errors import Conflict, Forbidden, InvalidValue, NotFound
 from mlapi.store.models import User
-from mlapi.store.passwords import hash_password, needs_rehash, verify_password
+from mlapi.store.passwords import MAX_PASSWORD, MIN_PASSWORD, hash_password, needs_rehash, verify_password
 
 
 def create_user(
@@ -27,6 +27,7 @@ def create_user(
 ) -> User:
     """Create a user; with an ``actor`` (an administrative action) the audit row commits with it."""
     _check_tier(tier)
+    _check_password(password)
     user = User(
         username=username,
         password_hash=hash_password(password),
@@ -95,6 +96,9 @@ def update_user(
     if disabled is not None:
         if disabled != user.disabled:
             changes.append((Action.USER_DISABLED if disabled else Action.USER_ENABLED, None))
+        if disabled:
+            # For good: enabling the account again does not bring these sessions back.
+            sessions.end_all(session, user.id, sessions.EndReason.USER_DISABLED)
         user.disabled = disabled
     if is_admin is not None:
         if is_admin != user.is_admin:
@@ -105,6 +109,30 @@ def update_user(
             audit.record(session, actor, action, username, detail)
     session.commit()
     return user
+
+
+def change_password(
+    session: Session, username: str, new_password: str, *, current_password: str | None = None, actor: Actor
+) -> User:
+    """Set a new password and end every login session of the user (their access and refresh tokens).
+
+    With ``current_password`` (the user acting for themselves) it must be right, else ``Forbidden``.
+    API keys are not sessions and stay valid: revoke them separately if they may have leaked too.
+    """
+    _check_password(new_password)
+    user = get_user(session, username)
+    if current_password is not None and not verify_password(user.password_hash, current_password):
+        raise Forbidden("The current password is not correct.", "wrong_password")
+    user.password_hash = hash_password(new_password)
+    ended = sessions.end_all(session, user.id, sessions.EndReason.PASSWORD_CHANGED)
+    audit.record(session, actor, Action.USER_PASSWORD_CHANGED, username, {"sessions_ended": ended})
+    session.commit()
+    return user
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidValue(f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
 
 
 def _check_tier(tier: str) -> None:

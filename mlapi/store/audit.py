@@ -25,8 +25,11 @@ class Action(StrEnum):
     USER_ENABLED = "user.enabled"
     USER_ADMIN_GRANTED = "user.admin_granted"
     USER_ADMIN_REVOKED = "user.admin_revoked"
+    USER_PASSWORD_CHANGED = "user.password_changed"
     KEY_CREATED = "key.created"
     KEY_REVOKED = "key.revoked"
+    # A spent refresh token was presented again: a copy exists, so the login session was ended.
+    SESSION_REFRESH_REUSED = "session.refresh_reused"
 
 
 ACTIONS = tuple(action.value for action in Action)
@@ -34,12 +37,13 @@ ACTIONS = tuple(action.value for action in Action)
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts, and through which door; request ID and client address come with the API."""
+    """Who acts, and through which door; request ID, client address and the key used come with the API."""
 
     name: str
     source: Literal["api", "cli"]
     request_id: str | None = None
     ip_address: str | None = None
+    api_key_id: int | None = None  # None: a password login, or the CLI
 
 
 def record(
@@ -51,6 +55,7 @@ def record(
         action=action.value,
         target=target,
         source=actor.source,
+        actor_key_id=actor.api_key_id,
         request_id=actor.request_id,
         ip_address=actor.ip_address,
         detail=detail,

@@ -19,3 +19,11 @@ class InvalidValue(StoreError):
 
 class Busy(StoreError):
     """Too much of a bounded resource is in use (password hashing): try again shortly."""
+
+
+class Forbidden(StoreError):
+    """The actor may not do this; ``code`` names why (``insufficient_scope``, ``model_not_allowed``...)."""
+
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.x declarative models of the store: users, API keys, revoked tokens, audit events."""
+"""SQLAlchemy 2.x declarative models of the store: users, API keys, login sessions, revoked tokens, audit events."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ NAMING_CONVENTION = {
 
 # Where an administrative action came from: the HTTP API or the `mlapi` command.
 AUDIT_SOURCES = ("api", "cli")
+
+# What an API key may do. A password login (JWT) may do everything its account may.
+SCOPES = ("inference", "models:read", "usage:read", "keys:write", "admin")
+DEFAULT_SCOPES = ("inference", "models:read")
+# The models a key may use: these names, or every model.
+ALL_MODELS = "*"
 
 
 def utcnow() -> datetime:
@@ -86,11 +92,40 @@ class ApiKey(Base):
     expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # Sorted lists of names from SCOPES, and of model names (or ALL_MODELS).
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=lambda: list(DEFAULT_SCOPES))
+    models: Mapped[list[str]] = mapped_column(JSON, default=lambda: [ALL_MODELS])
+    # The key that created this one (None: created by a password login or the CLI); revoking a
+    # key revokes the keys it created.
+    parent_key_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
 
     owner: Mapped[User] = relationship(back_populates="api_keys")
 
     def __repr__(self) -> str:
         return f"<ApiKey {self.id} {self.prefix}…>"
+
+
+class LoginSession(Base):
+    """One password login: every refresh and access token issued from it carries its id (``sid``).
+
+    Refresh tokens rotate: only the latest one (``refresh_jti``) may be exchanged. Presenting an
+    earlier one means a copy of it exists, so the whole session ends. Ending a session refuses
+    every token that carries its id, access tokens included.
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Fixed at login: rotation never extends a session.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    refresh_jti: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # logout, refresh_reused, password_changed, user_disabled
+    revoked_reason: Mapped[Optional[str]] = mapped_column(String(32))
 
 
 class RevokedToken(Base):
@@ -120,6 +155,8 @@ class AuditEvent(Base):
     # The username of the account acted on.
     target: Mapped[str] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(8))
+    # The API key the actor presented (None: a password login, or the CLI).
+    actor_key_id: Mapped[Optional[int]] = mapped_column()
     request_id: Mapped[Optional[str]] = mapped_column(String(128))
     ip_address: Mapped[Optional[str]] = mapped_column(String(45))
     # What changed (tier from/to, key id and prefix); never a password or a key.

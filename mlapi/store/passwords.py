@@ -19,6 +19,7 @@ from mlapi.store.errors import Busy
 
 # argon2-cffi's defaults follow RFC 9106's second recommended profile (argon2id, 64 MiB, t=3).
 _hasher = PasswordHasher()
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024  # characters; the upper bound keeps hashing a bounded cost
 HASH_WAIT_S = 0.5  # a few hashes' time: a short burst waits, a flood is refused
 _slots = threading.BoundedSemaphore(2)
 
