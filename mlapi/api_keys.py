@@ -77,7 +77,8 @@ def create_key(body: dict) -> dict:
 
     A key created by an API key records it as its parent, holds a subset of its scopes and models
     (403 `insufficient_scope` or `model_not_allowed` otherwise), expires no later than it, and is
-    revoked with it."""
+    revoked with it. A key created by a password login is revoked if that login's refresh token
+    is ever used twice (a stolen session)."""
     no_store()
     record, key = api_keys.create_api_key(
         db.session,
@@ -87,6 +88,7 @@ def create_key(body: dict) -> dict:
         scopes=body["scopes"],
         models=body["models"],
         parent_key_id=current_account().api_key_id,
+        login_session_id=current_account().login_session_id,
         actor=current_actor(),
     )
     return {**{name: getattr(record, name) for name in ApiKeySchema().fields}, "key": key}

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended import get_current_user, verify_jwt_in_request
+from flask_jwt_extended import get_current_user, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError, UserLookupError, WrongTokenError
 from jwt import ExpiredSignatureError, PyJWTError
 
@@ -69,10 +69,15 @@ class Account:
     is_admin: bool
     api_key_id: int | None = None  # None: a password login
     grant: Grant = PASSWORD_LOGIN_GRANT
+    login_session_id: str | None = None  # of a password login
 
     @classmethod
     def of(cls, user: User | KeyOwner, api_key_id: int | None = None, grant: Grant | None = None) -> Account:
         return cls(user.id, user.username, user.tier, user.is_admin, api_key_id, grant or PASSWORD_LOGIN_GRANT)
+
+    @classmethod
+    def of_login(cls, user: User, login_session_id: str) -> Account:
+        return cls(user.id, user.username, user.tier, user.is_admin, login_session_id=login_session_id)
 
 
 def current_account() -> Account:
@@ -150,7 +155,7 @@ def resolve_account() -> Account:
             refused.remember(key, outcome.failure)
             raise unauthorized(outcome.failure, _KEY_FAILURES[outcome.failure])
         return Account.of(outcome.owner, outcome.key_id, outcome.grant)
-    return Account.of(verified_token_user())
+    return Account.of_login(verified_token_user(), get_jwt()["sid"])
 
 
 def _require_a_bearer_token() -> None:

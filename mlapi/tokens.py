@@ -74,7 +74,11 @@ def login(form: dict) -> dict:
         raise unauthorized("disabled_user", "The account is disabled.")
     prune_revoked_tokens(db.session)
     sessions.prune(db.session)
-    return issue_tokens(user, sessions.start(db.session, user, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]))
+    try:
+        issued = sessions.start(db.session, user, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
+    except sessions.SessionEnded as exc:
+        raise unauthorized("invalid_credentials", str(exc)) from None
+    return issue_tokens(user, issued)
 
 
 @blp.route("/refresh", methods=["POST"])

@@ -18,6 +18,9 @@ blp = Blueprint("users", __name__, url_prefix="/v1/users", description="The call
 class PasswordChangeSchema(ma.Schema):
     current_password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(min=1, max=1024))
     new_password = ma.fields.String(required=True, load_only=True, validate=PASSWORD)
+    revoke_api_keys = ma.fields.Boolean(
+        load_default=False, metadata={"description": "Also revoke every API key of the account."}
+    )
 
 
 @blp.route("/me", methods=["GET"])
@@ -37,12 +40,13 @@ def change_password(body: dict) -> None:
     """Change the caller's password, ending every login session of the account.
 
     Every access and refresh token of the account, this request's included, is refused from now
-    on; API keys stay valid. Every attempt counts against the login limit for this username and
+    on; API keys stay valid unless `revoke_api_keys` is true. Every attempt counts against the login limit for this username and
     address (`MLAPI_LOGIN_LIMIT`)."""
     accounts.change_password(
         db.session,
         current_account().username,
         body["new_password"],
         current_password=body["current_password"],
+        revoke_api_keys=body["revoke_api_keys"],
         actor=current_actor(),
     )

@@ -3,11 +3,13 @@ also when the two race; and keys made before the upgrade keep inference only."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from mlapi.commands.db import upgrade_database
 from mlapi.extensions import db
@@ -134,6 +136,58 @@ def test_a_child_committed_while_its_parent_is_being_revoked_is_revoked_too(app,
     keys = {key.label: key for key in api_keys.list_api_keys(db.session, alice)}
     assert keys["racer"].parent_key_id == parent.id
     assert keys["racer"].revoked_at is not None
+
+
+def test_the_parent_stays_locked_from_its_check_until_the_child_commits(app, factory, alice, database_url):
+    """The other order of the race: the child's parent is checked, then a revocation tries to commit
+    before the child does. It must wait: a write to the parent is refused while the child is on its way."""
+    parent, _ = factory.api_key(alice, scopes=("inference", "keys:write"))
+    checked, probed = threading.Event(), threading.Event()
+    creator = threading.Thread(target=lambda: create_child())
+
+    def after_the_parent_check(state):
+        result = state.invoke_statement()
+        if threading.current_thread() is creator and state.is_select and "WHERE api_keys.id" in str(state.statement):
+            checked.set()
+            assert probed.wait(timeout=30)
+        return result
+
+    def create_child() -> None:
+        with app.app_context():
+            owner = accounts.get_user(db.session, "alice")
+            api_keys.create_api_key(db.session, owner, "racer", scopes=["inference"], parent_key_id=parent.id)
+            db.session.remove()
+
+    event.listen(db.session.session_factory, "do_orm_execute", after_the_parent_check)
+    try:
+        creator.start()
+        assert checked.wait(timeout=30)
+        try:
+            with pytest.raises((sqlite3.OperationalError, OperationalError), match="locked|lock"):
+                take_a_write_lock_at_once(database_url, parent.id)
+        finally:
+            probed.set()
+            creator.join(timeout=60)
+    finally:
+        event.remove(db.session.session_factory, "do_orm_execute", after_the_parent_check)
+    assert "racer" in {key.label for key in api_keys.list_api_keys(db.session, alice)}
+
+
+def take_a_write_lock_at_once(database_url: str, key_id: int) -> None:
+    """From another connection, without waiting: raises if someone holds the key's row (or SQLite's database)."""
+    if database_url.startswith("sqlite"):
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        finally:
+            connection.close()
+        return
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("SELECT id FROM api_keys WHERE id = :id FOR UPDATE NOWAIT"), {"id": key_id})
+    finally:
+        engine.dispose()
 
 
 def test_keys_made_before_the_upgrade_keep_inference_only(database_url):

@@ -114,6 +114,52 @@ def test_two_refreshes_racing_with_one_token_get_one_new_token_and_end_the_sessi
     assert db.session.get(LoginSession, issued.session_id).revoked_reason == "refresh_reused"
 
 
+@pytest.mark.parametrize("change", ["password", "disable"])
+def test_a_login_that_checked_the_old_password_gets_no_session_after_the_change(db_app, db_factory, change):
+    """The login's password check and its session are apart in time (argon2 takes a while): a
+    password change or a disable committed in between must win."""
+    user = db_factory.user("slow")
+    checked = accounts.authenticate(db.session, "slow", PASSWORD)
+    assert checked is not None
+    db.session.expunge(checked)  # the login's own copy, as another request's session holds it
+    if change == "password":
+        accounts.change_password(db.session, "slow", NEW_PASSWORD, actor=Actor("cli:ops", "cli"))
+    else:
+        accounts.update_user(db.session, "slow", disabled=True)
+    with pytest.raises(sessions.SessionEnded):
+        sessions.start(db.session, checked, timedelta(hours=1))
+    assert db.session.query(LoginSession).count() == 0
+
+
+def test_keys_made_by_a_stolen_session_die_with_it(client, factory, rita):
+    """A stolen token's holder can mint a key; once the theft shows (a refresh token used twice), the
+    keys that session created, and their children, are revoked. Other keys live on."""
+    tokens = login(client)
+    made = client.post("/v1/api-keys", json={"label": "by thief", "scopes": ["inference", "keys:write"]},
+                       headers=bearer(tokens["access_token"])).get_json()
+    child = client.post("/v1/api-keys", json={"label": "child", "scopes": ["inference"]},
+                        headers={"X-API-Key": made["key"]}).get_json()
+    other = factory.key_headers(rita)
+    refresh(client, tokens["refresh_token"])
+    assert_refused(refresh(client, tokens["refresh_token"]), "refresh_token_reused")
+    for key in (made["key"], child["key"]):
+        response = client.get("/v1/users/me", headers={"X-API-Key": key})
+        assert response.status_code == 401 and response.get_json()["error"] == "revoked_key"
+    assert client.get("/v1/users/me", headers=other).status_code == 200
+
+
+def test_a_password_change_can_revoke_every_key_too(client, factory, rita):
+    tokens = login(client)
+    key = factory.key_headers(rita)
+    response = client.post(
+        "/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD, "revoke_api_keys": True},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 204
+    assert client.get("/v1/users/me", headers=key).get_json()["error"] == "revoked_key"
+
+
 def test_a_refresh_never_extends_the_session(client, rita):
     tokens = login(client)
     claims = pyjwt.decode(tokens["refresh_token"], options={"verify_signature": False})
@@ -241,3 +287,13 @@ def test_cli_set_password_refuses_a_short_password_and_an_unknown_user(app, rita
     assert short.exit_code == 1 and "8 to 1024 characters" in short.output
     unknown = runner.invoke(args=["users", "set-password", "nobody", "--password", NEW_PASSWORD])
     assert unknown.exit_code == 1 and "no user 'nobody'" in unknown.output
+
+
+def test_cli_set_password_keeps_keys_unless_asked(app, client, factory, rita):
+    key = factory.key_headers(rita)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "set-password", "rita", "--password", NEW_PASSWORD]).exit_code == 0
+    assert client.get("/v1/users/me", headers=key).status_code == 200
+    result = runner.invoke(args=["users", "set-password", "rita", "--password", PASSWORD, "--revoke-keys"])
+    assert result.exit_code == 0 and "API keys are revoked" in result.output
+    assert client.get("/v1/users/me", headers=key).get_json()["error"] == "revoked_key"

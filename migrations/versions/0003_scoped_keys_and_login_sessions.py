@@ -41,23 +41,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_login_sessions_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_login_sessions_user_id'), ['user_id'], unique=False)
 
+    # The server defaults fill the existing rows, and serve the workers of the previous release that
+    # still insert keys during a rolling upgrade.
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('scopes', sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column('models', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('scopes', sa.JSON(), server_default=sa.text(f"'{_EXISTING_KEYS_SCOPES}'"), nullable=False))
+        batch_op.add_column(sa.Column('models', sa.JSON(), server_default=sa.text(f"'{_EXISTING_KEYS_MODELS}'"), nullable=False))
         batch_op.add_column(sa.Column('parent_key_id', sa.Integer(), nullable=True))
-    keys = sa.table('api_keys', sa.column('scopes', sa.JSON()), sa.column('models', sa.JSON()))
-    op.execute(
-        keys.update().values(
-            scopes=sa.literal_column(f"'{_EXISTING_KEYS_SCOPES}'"),
-            models=sa.literal_column(f"'{_EXISTING_KEYS_MODELS}'"),
-        )
-    )
-    with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.alter_column('scopes', existing_type=sa.JSON(), nullable=False)
-        batch_op.alter_column('models', existing_type=sa.JSON(), nullable=False)
+        batch_op.add_column(sa.Column('login_session_id', sa.String(length=36), nullable=True))
         batch_op.create_index(batch_op.f('ix_api_keys_parent_key_id'), ['parent_key_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_api_keys_login_session_id'), ['login_session_id'], unique=False)
         batch_op.create_foreign_key(
             batch_op.f('fk_api_keys_parent_key_id_api_keys'), 'api_keys', ['parent_key_id'], ['id'], ondelete='SET NULL'
+        )
+        batch_op.create_foreign_key(
+            batch_op.f('fk_api_keys_login_session_id_login_sessions'), 'login_sessions', ['login_session_id'], ['id'],
+            ondelete='SET NULL',
         )
 
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
@@ -69,8 +67,11 @@ def downgrade() -> None:
         batch_op.drop_column('actor_key_id')
 
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_api_keys_login_session_id_login_sessions'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('fk_api_keys_parent_key_id_api_keys'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_api_keys_login_session_id'))
         batch_op.drop_index(batch_op.f('ix_api_keys_parent_key_id'))
+        batch_op.drop_column('login_session_id')
         batch_op.drop_column('parent_key_id')
         batch_op.drop_column('models')
         batch_op.drop_column('scopes')

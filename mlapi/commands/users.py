@@ -53,11 +53,12 @@ def set_tier(username: str, tier: str) -> None:
 @group.command("set-password")
 @click.argument("username")
 @click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True, help="Prompted if absent.")
-def set_password(username: str, password: str) -> None:
-    """Set USERNAME's password and end every login session of theirs (API keys stay valid)."""
+@click.option("--revoke-keys", is_flag=True, help="Also revoke every API key of USERNAME.")
+def set_password(username: str, password: str, revoke_keys: bool) -> None:
+    """Set USERNAME's password and end every login session of theirs (API keys stay valid unless --revoke-keys)."""
     with store_errors_reported():
-        accounts.change_password(db.session, username, password, actor=cli_actor())
-    click.echo(f"password of {username} changed; their login sessions have ended")
+        accounts.change_password(db.session, username, password, revoke_api_keys=revoke_keys, actor=cli_actor())
+    click.echo(f"password of {username} changed; their login sessions have ended" + ("; their API keys are revoked" if revoke_keys else ""))
 
 
 @group.command("disable")

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlapi.config import TIERS
-from mlapi.store import audit, sessions
+from mlapi.store import api_keys, audit, sessions
 from mlapi.store.audit import Action, Actor
 from mlapi.store.errors import Conflict, Forbidden, InvalidValue, NotFound
 from mlapi.store.models import User
@@ -112,12 +112,18 @@ def update_user(
 
 
 def change_password(
-    session: Session, username: str, new_password: str, *, current_password: str | None = None, actor: Actor
+    session: Session,
+    username: str,
+    new_password: str,
+    *,
+    current_password: str | None = None,
+    revoke_api_keys: bool = False,
+    actor: Actor,
 ) -> User:
     """Set a new password and end every login session of the user (their access and refresh tokens).
 
     With ``current_password`` (the user acting for themselves) it must be right, else ``Forbidden``.
-    API keys are not sessions and stay valid: revoke them separately if they may have leaked too.
+    API keys are not sessions: they stay valid unless ``revoke_api_keys``.
     """
     _check_password(new_password)
     user = get_user(session, username)
@@ -127,6 +133,8 @@ def change_password(
     ended = sessions.end_all(session, user.id, sessions.EndReason.PASSWORD_CHANGED)
     audit.record(session, actor, Action.USER_PASSWORD_CHANGED, username, {"sessions_ended": ended})
     session.commit()
+    if revoke_api_keys:
+        api_keys.revoke_all_keys(session, user, actor=actor)
     return user
 
 

@@ -90,13 +90,15 @@ def create_api_key(
     scopes: Iterable[str] = DEFAULT_SCOPES,
     models: Iterable[str] = (ALL_MODELS,),
     parent_key_id: int | None = None,
+    login_session_id: str | None = None,
     actor: Actor | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for ``owner``: the record and the key itself, which is never retrievable again.
 
     With ``parent_key_id`` (a key creating a key) the new key holds a subset of the parent's
     scopes and models and expires no later than it; ``Forbidden`` otherwise. The admin scope is
-    for administrators' keys only. With an ``actor``, the audit row (key id and prefix, never the
+    for administrators' keys only. ``login_session_id``: the password login that asks, whose end
+    on a detected theft takes the key with it (``revoke_keys_of_session``). With an ``actor``, the audit row (key id and prefix, never the
     key) commits with the key.
     """
     scopes, models = checked_scopes(scopes), checked_models(models)
@@ -117,6 +119,7 @@ def create_api_key(
         scopes=scopes,
         models=models,
         parent_key_id=parent_key_id,
+        login_session_id=login_session_id,
     )
     session.add(record)
     if actor is not None:
@@ -137,11 +140,14 @@ def _within_parent(
 ) -> datetime | None:
     """Refuse a child key that would hold more than its parent; the child's expiry, capped by the parent's.
 
-    The parent's row stays locked until the child is committed (PostgreSQL), so that a
-    revocation of the parent cannot slip in between and leave a live child behind.
+    The parent is locked before it is read and stays locked until the child is committed, so that a
+    revocation of the parent cannot slip in between and leave a live child behind. A write is what
+    locks on every database: it takes the row on PostgreSQL and the whole database on SQLite,
+    where SELECT ... FOR UPDATE locks nothing.
     """
-    query = select(ApiKey).where(ApiKey.id == parent_key_id).with_for_update()
-    parent = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    session.execute(update(ApiKey).where(ApiKey.id == parent_key_id).values(parent_key_id=ApiKey.parent_key_id))
+    query = select(ApiKey).where(ApiKey.id == parent_key_id).execution_options(populate_existing=True)
+    parent = session.scalars(query).one_or_none()
     if parent is None or parent.user_id != owner.id:
         raise NotFound(f"no API key {parent_key_id} of user {owner.username!r}")
     if parent.revoked_at is not None or (parent.expires_at is not None and parent.expires_at <= now):
@@ -186,7 +192,7 @@ def revoke_api_key(
     if record is None or (owner is not None and record.user_id != owner.id):
         raise NotFound(f"no API key {key_id}" + (f" of user {owner.username!r}" if owner else ""))
     if within is not None and key_id not in _lineage(_keys_of(session, record.user_id), within):
-        raise NotFound(f"no API key {key_id} among the keys this key created")
+        raise NotFound(f"no API key {key_id}" + (f" of user {owner.username!r}" if owner else ""))
     now, revoked = utcnow(), []
     # Until a pass finds nothing new. Writing revoked_at locks each row (PostgreSQL) or the whole
     # database (SQLite), and creating a key locks its parent's row (create_api_key): a child
@@ -212,6 +218,20 @@ def _keys_of(session: Session, user_id: int) -> list[ApiKey]:
     """Every key of the user as the database has them now (not as this session last saw them)."""
     query = select(ApiKey).where(ApiKey.user_id == user_id).execution_options(populate_existing=True)
     return list(session.scalars(query))
+
+
+def revoke_keys_of_session(session: Session, login_session_id: str, *, actor: Actor | None = None) -> list[ApiKey]:
+    """Revoke every key a login session created, and the keys created from those."""
+    made = session.scalars(
+        select(ApiKey.id).where(ApiKey.login_session_id == login_session_id, ApiKey.revoked_at.is_(None))
+    ).all()
+    return [key for key_id in made for key in revoke_api_key(session, key_id, actor=actor)]
+
+
+def revoke_all_keys(session: Session, owner: User, *, actor: Actor | None = None) -> list[ApiKey]:
+    """Revoke every key of ``owner``."""
+    live = session.scalars(select(ApiKey.id).where(ApiKey.user_id == owner.id, ApiKey.revoked_at.is_(None))).all()
+    return [key for key_id in live for key in revoke_api_key(session, key_id, owner=owner, actor=actor)]
 
 
 def _lineage(keys: list[ApiKey], root: int) -> set[int]:

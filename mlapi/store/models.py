@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, MetaData, String, TypeDecorator, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mlapi.config import TIERS
@@ -93,12 +94,22 @@ class ApiKey(Base):
     last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     # Sorted lists of names from SCOPES, and of model names (or ALL_MODELS).
-    scopes: Mapped[list[str]] = mapped_column(JSON, default=lambda: list(DEFAULT_SCOPES))
-    models: Mapped[list[str]] = mapped_column(JSON, default=lambda: [ALL_MODELS])
+    # The server defaults serve the workers of the previous release during a rolling upgrade.
+    scopes: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: list(DEFAULT_SCOPES), server_default=text(f"'{json.dumps(list(DEFAULT_SCOPES))}'")
+    )
+    models: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: [ALL_MODELS], server_default=text(f"'{json.dumps([ALL_MODELS])}'")
+    )
     # The key that created this one (None: created by a password login or the CLI); revoking a
     # key revokes the keys it created.
     parent_key_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
+    # The login session that created it (None: a key or the CLI did): if that session proves
+    # stolen (a refresh token used twice), what it created is revoked with it.
+    login_session_id: Mapped[Optional[str]] = mapped_column(
+        ForeignKey("login_sessions.id", ondelete="SET NULL"), index=True
     )
 
     owner: Mapped[User] = relationship(back_populates="api_keys")

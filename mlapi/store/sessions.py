@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from mlapi.store import audit
+from mlapi.store import api_keys, audit
 from mlapi.store.audit import Action, Actor
 from mlapi.store.errors import StoreError
 from mlapi.store.models import LoginSession, User, utcnow
@@ -52,7 +52,22 @@ def new_token_id() -> str:
 
 
 def start(session: Session, user: User, lifetime: timedelta) -> Issued:
-    """A new login session for ``user``, ending ``lifetime`` from now."""
+    """A new login session for ``user`` (as authenticated), ending ``lifetime`` from now.
+
+    ``SessionEnded`` if the password changed or the account was disabled since ``user`` was read:
+    a password change or a disable that commits while a login checks the old password must not
+    leave that login a session. The user's row stays locked until the session is committed, so a
+    change that comes later ends it (``end_all``).
+    """
+    unchanged = session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == user.password_hash, User.disabled.is_(False))
+        .values(password_hash=User.password_hash)
+        .execution_options(synchronize_session=False)
+    )
+    if unchanged.rowcount != 1:
+        session.rollback()
+        raise SessionEnded("The account changed during the login (a new password, or disabled); log in again.")
     record = LoginSession(
         id=str(uuid.uuid4()), user_id=user.id, expires_at=utcnow() + lifetime, refresh_jti=new_token_id()
     )
@@ -90,9 +105,11 @@ def rotate(session: Session, session_id: str, presented_jti: str, *, username: s
     record.revoked_at, record.revoked_reason = now, EndReason.REFRESH_REUSED.value
     audit.record(session, actor, Action.SESSION_REFRESH_REUSED, username, {"session_id": session_id})
     session.commit()
+    # Whoever held the copy may have made keys with it: what the session made goes with it.
+    api_keys.revoke_keys_of_session(session, session_id, actor=actor)
     raise RefreshTokenReused(
-        "This refresh token was already used, so a copy of it exists: the login session has been ended "
-        "and every token issued from it refused. Log in again."
+        "This refresh token was already used, so a copy of it exists: the login session has been ended, "
+        "every token issued from it refused and every API key it created revoked. Log in again."
     )
 
 
