@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from mlapi.config import ConfigError, load_settings
-from mlapi.gunicorn_worker import forget_slot
+from mlapi.server.worker import forget_slot
 from mlapi.serving.errors import ManifestError
 from mlapi.serving.store import ModelStore
 
@@ -26,8 +26,8 @@ except (ConfigError, ManifestError) as exc:
 bind = [settings.bind]
 workers = settings.workers
 threads = settings.threads
-# gthread, accepting so that every worker holds its share of the connections (mlapi.gunicorn_worker).
-worker_class = "mlapi.gunicorn_worker.BalancedThreadWorker"
+# gthread, accepting so that every worker holds its share of the connections (mlapi.server.worker).
+worker_class = "mlapi.server.worker.BalancedThreadWorker"
 # Models and CUDA must be initialised in each worker, after fork, never in the master.
 preload_app = False
 timeout = 60
@@ -38,14 +38,14 @@ max_requests = 20000
 max_requests_jitter = 2000
 # One fixed control-socket path would collide between instances on one host; it is not used.
 control_socket_disable = True
-# The app writes one JSON access-log line per request itself (mlapi.request_context).
+# The app writes one JSON access-log line per request itself (mlapi.web.request_context).
 accesslog = None
 errorlog = "-"
 loglevel = settings.log_level.lower()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "mlapi.logs.json_formatter"}},
+    "formatters": {"json": {"()": "mlapi.web.logs.json_formatter"}},
     "handlers": {
         "json_stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     },
@@ -107,7 +107,7 @@ def post_fork(server, worker) -> None:  # noqa: ANN001 (in the worker, before th
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker: the app is built, its models loading)
-    from mlapi.runtime import READY, model_loading
+    from mlapi.web.runtime import model_loading, READY
 
     loading = model_loading(worker.wsgi)
     if loading is None:
@@ -130,7 +130,7 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker: the app is
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001 (in the worker, as it exits)
-    from mlapi.runtime import shutdown
+    from mlapi.web.runtime import shutdown
 
     app = getattr(worker, "wsgi", None)
     if app is not None:

@@ -4,6 +4,6 @@ The models load in a thread of each worker (gunicorn.conf.py's ``post_worker_ini
 meanwhile the worker answers ``/health``, and ``/ready`` and inference with 503.
 """
 
-from mlapi import create_app
+from mlapi.app import create_app
 
 app = create_app(background_loading=True)

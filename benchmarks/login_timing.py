@@ -13,9 +13,9 @@ import time
 
 from sqlalchemy.orm import Session
 
-from mlapi.store import accounts
-from mlapi.store.database import make_engine
-from mlapi.store.models import Base
+from mlapi.accounts import user_accounts
+from mlapi.accounts.database import make_engine
+from mlapi.accounts.tables import Base
 
 
 def median_ms(action, rounds: int) -> float:  # noqa: ANN001
@@ -31,11 +31,11 @@ def main(rounds: int = 30) -> None:
     engine = make_engine("sqlite://")
     Base.metadata.create_all(engine)
     with Session(engine, expire_on_commit=False) as session:
-        accounts.create_user(session, "alice", "the right password")
+        user_accounts.create_user(session, "alice", "the right password")
         cases = {
-            "wrong password": lambda: accounts.authenticate(session, "alice", "a wrong password"),
-            "unknown user": lambda: accounts.authenticate(session, "mallory", "a wrong password"),
-            "right password": lambda: accounts.authenticate(session, "alice", "the right password"),
+            "wrong password": lambda: user_accounts.authenticate(session, "alice", "a wrong password"),
+            "unknown user": lambda: user_accounts.authenticate(session, "mallory", "a wrong password"),
+            "right password": lambda: user_accounts.authenticate(session, "alice", "the right password"),
         }
         results = {name: median_ms(action, rounds) for name, action in cases.items()}
     baseline = results["wrong password"]

@@ -132,7 +132,7 @@ class Server:
         self.workers = workers
 
     def start(self) -> str:
-        cli = [sys.executable, "-m", "mlapi.cli"]
+        cli = [sys.executable, "-m", "mlapi.cli.main"]
         run = lambda *args: subprocess.run([*cli, *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)  # noqa: E731
         run("db", "upgrade")
         run("users", "create", "bench", "--password", "benchmark-password", "--tier", "enterprise")
@@ -207,7 +207,7 @@ def main() -> None:
     # A worker holding more connections than threads queues the extra requests in its thread pool,
     # outside the batcher, for a whole forward pass: each worker gets threads for every connection
     # (they mostly wait on the batcher). Before connections were spread evenly over the workers
-    # (mlapi.gunicorn_worker), 32 threads gave a p99 at concurrency 64 of 320-550 ms over nine
+    # (mlapi.server.worker), 32 threads gave a p99 at concurrency 64 of 320-550 ms over nine
     # runs, and 64 threads 290-390 ms over eight, at the same throughput.
     parser.add_argument("--threads", type=int, default=max(CONCURRENCY),
                         help="request threads per worker (>= the connections one worker may hold)")

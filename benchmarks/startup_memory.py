@@ -44,7 +44,7 @@ def main(workers: int = 2) -> None:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLAPI_WORKERS": str(workers), "MLAPI_BIND": f"127.0.0.1:{port}",
            "MLAPI_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}"}
-    subprocess.run([sys.executable, "-m", "mlapi.cli", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "mlapi.cli.main", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     log_path = workdir / "gunicorn.log"
     started = time.monotonic()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-import mlapi.store.models  # noqa: F401 (registers every table on the metadata)
+import mlapi.accounts.tables  # noqa: F401 (registers every table on the metadata)
 from mlapi.config import load_settings
-from mlapi.store.models import Base, UTCDateTime
+from mlapi.accounts.tables import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata

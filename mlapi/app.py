@@ -12,33 +12,16 @@ from redis.retry import Retry
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mlapi import (
-    __version__,
-    admin,
-    api_keys,
-    auth,
-    docs,
-    errors,
-    health,
-    inference,
-    metrics,
-    model_catalog,
-    ratelimit,
-    readiness,
-    request_context,
-    runtime,
-    tokens,
-    users,
-    v2,
-    versioning,
-)
+from mlapi import __version__
+from mlapi.web import auth, errors, metrics, ratelimit, readiness, request_context, runtime, versioning
+from mlapi.api import register_blueprints
 from mlapi.cli import register_commands
 from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
-from mlapi.credential_cache import CredentialCache, RefusedKeys, credential_change_hook
+from mlapi.web.credential_cache import credential_change_hook, CredentialCache, RefusedKeys
 from mlapi.extensions import api, cors, db
-from mlapi.logs import configure_logging
-from mlapi.openapi import OPENAPI_CONFIG
-from mlapi.store import passwords
+from mlapi.web.logs import configure_logging
+from mlapi.web.openapi import OPENAPI_CONFIG
+from mlapi.accounts import passwords
 
 
 def create_app(
@@ -131,19 +114,3 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     metrics.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)
-
-
-def register_blueprints(app: Flask) -> None:
-    app.register_blueprint(docs.blp)
-    for blueprint in (
-        health.blp,
-        tokens.blp,
-        users.blp,
-        api_keys.blp,
-        admin.blp,
-        inference.blp,
-        model_catalog.blp,
-        v2.blp,
-    ):
-        api.register_blueprint(blueprint)
-    v2.init_app(app)

@@ -23,7 +23,7 @@ TIERS = ("free", "pro", "enterprise")
 # Whose prediction cache entries a request may read: its own account's, or everyone's (tenants that
 # trust each other; otherwise a hit tells one tenant what another submitted).
 CACHE_SCOPES = ("account", "global")
-# Oldest first: each version's successor is the next one (see mlapi.versioning).
+# Oldest first: each version's successor is the next one (see mlapi.web.versioning).
 API_VERSIONS = ("v1", "v2")
 # The policy: a deprecated version keeps working at least this long before its sunset.
 MIN_DEPRECATION_MONTHS = 6

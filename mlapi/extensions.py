@@ -5,12 +5,12 @@ from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from mlapi.openapi import Api
-from mlapi.store.database import Database
+from mlapi.web.openapi import Api
+from mlapi.accounts.database import Database
 
 api = Api()
 cors = CORS()
 db = Database()
 jwt = JWTManager()
-# Storage, strategy and headers are configured per app in mlapi.ratelimit.init_app.
+# Storage, strategy and headers are configured per app in mlapi.web.ratelimit.init_app.
 limiter = Limiter(key_func=get_remote_address, in_memory_fallback_enabled=True)

@@ -115,17 +115,17 @@ def main() -> int:
         return 0
     import requests
 
-    from mlapi import create_app
-    from mlapi.commands.db import upgrade_database
+    from mlapi.app import create_app
+    from mlapi.cli.db_commands import upgrade_database
     from mlapi.extensions import db
-    from mlapi.store import accounts, api_keys
+    from mlapi.accounts import api_keys, user_accounts
 
     workdir = Path(tempfile.mkdtemp(prefix="mlapi-cuda-"))
     database = f"sqlite:///{workdir / 'cuda.db'}"
     app = create_app({"MLAPI_DATABASE_URL": database}, load_models=False)
     with app.app_context():
         upgrade_database()
-        user = accounts.create_user(db.session, "cuda-check", "cuda-check-password", tier="enterprise")
+        user = user_accounts.create_user(db.session, "cuda-check", "cuda-check-password", tier="enterprise")
         _, key = api_keys.create_api_key(db.session, user, "cuda-check")
     db.dispose()
 

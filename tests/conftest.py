@@ -10,11 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import text
 
-from mlapi import create_app
-from mlapi.commands.db import upgrade_database
+from mlapi.app import create_app
+from mlapi.cli.db_commands import upgrade_database
 from mlapi.extensions import db
-from mlapi.store import passwords
-from mlapi.store.models import Base
+from mlapi.accounts import passwords
+from mlapi.accounts.tables import Base
 from tests.factories import Factory
 from tests.services import fresh_postgres_database
 

@@ -10,9 +10,9 @@ from flask import Flask
 from flask_jwt_extended import create_access_token
 
 from mlapi.extensions import db
-from mlapi.store import accounts, api_keys, sessions
-from mlapi.store.models import ALL_MODELS, DEFAULT_SCOPES, ApiKey, User
-from mlapi.tokens import issue_tokens
+from mlapi.accounts import api_keys, sessions, user_accounts
+from mlapi.accounts.tables import ALL_MODELS, ApiKey, DEFAULT_SCOPES, User
+from mlapi.api.v1.tokens import issue_tokens
 
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
@@ -24,7 +24,7 @@ class Factory:
 
     def user(self, username: str | None = None, *, tier: str = "free", admin: bool = False, **fields) -> User:  # noqa: ANN003
         name = username or f"user{next(_names)}"
-        return accounts.create_user(db.session, name, PASSWORD, tier=tier, is_admin=admin, **fields)
+        return user_accounts.create_user(db.session, name, PASSWORD, tier=tier, is_admin=admin, **fields)
 
     def api_key(
         self,

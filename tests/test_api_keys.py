@@ -4,8 +4,8 @@ import pytest
 from sqlalchemy import update
 
 from mlapi.extensions import db
-from mlapi.store.api_keys import LAST_USED_RESOLUTION
-from mlapi.store.models import ApiKey
+from mlapi.accounts.api_keys import LAST_USED_RESOLUTION
+from mlapi.accounts.tables import ApiKey
 
 
 @pytest.fixture

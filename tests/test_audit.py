@@ -8,9 +8,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from mlapi.extensions import db
-from mlapi.store import accounts, audit
-from mlapi.store.audit import Actor
-from mlapi.store.models import AuditEvent
+from mlapi.accounts import audit, user_accounts
+from mlapi.accounts.audit import Actor
+from mlapi.accounts.tables import AuditEvent
 from tests.factories import PASSWORD
 
 CLI_ACTOR = f"cli:{getpass.getuser()}"
@@ -93,7 +93,7 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
         assert response.status_code == 200
         assert_api_event(recorder.one(), response, "root", action, "ann", detail)
 
-    ann = accounts.get_user(db.session, "ann")
+    ann = user_accounts.get_user(db.session, "ann")
     ann_headers = factory.token_headers(ann)
     own = client.post("/v1/api-keys", json={"label": "laptop"}, headers=ann_headers)
     assert own.status_code == 201
@@ -125,12 +125,12 @@ def test_the_audit_log_never_holds_a_secret(client, factory, admin_headers):
     password = "a very secret password"
     client.post("/v1/admin/users", json={"username": "sam", "password": password}, headers=admin_headers)
     key = client.post("/v1/api-keys", json={"label": "x"}, headers=factory.token_headers(
-        accounts.get_user(db.session, "sam"))).get_json()["key"]
+        user_accounts.get_user(db.session, "sam"))).get_json()["key"]
     with db.engine.connect() as connection:
         dumped = str(connection.execute(text("SELECT * FROM audit_events")).all())
     assert "sam" in dumped and "key.created" in dumped
     assert password not in dumped and key not in dumped
-    assert accounts.get_user(db.session, "sam").password_hash not in dumped
+    assert user_accounts.get_user(db.session, "sam").password_hash not in dumped
 
 
 def test_one_patch_with_two_changes_writes_two_rows_and_a_no_op_none(client, factory, admin_headers):
@@ -181,9 +181,9 @@ def test_an_action_and_its_audit_row_commit_or_roll_back_together(factory):
     with db.engine.begin() as connection:
         connection.execute(text("DROP TABLE audit_events"))
     with pytest.raises(DBAPIError):
-        accounts.create_user(db.session, "ghost", PASSWORD, actor=Actor("root", "api"))
+        user_accounts.create_user(db.session, "ghost", PASSWORD, actor=Actor("root", "api"))
     db.session.rollback()
-    assert accounts.find_user(db.session, "ghost") is None
+    assert user_accounts.find_user(db.session, "ghost") is None
 
 
 def invoke(runner, *args):

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from mlapi.extensions import db
-from mlapi.store import accounts
-from mlapi.store.models import ApiKey, User, utcnow
+from mlapi.accounts import user_accounts
+from mlapi.accounts.tables import ApiKey, User, utcnow
 from tests.factories import PASSWORD
 
 
@@ -70,7 +70,7 @@ def test_login_failures_look_the_same(client, factory, username, password):
 
 def test_login_of_a_disabled_user_is_refused(client, factory):
     factory.user("dora")
-    accounts.update_user(db.session, "dora", disabled=True)
+    user_accounts.update_user(db.session, "dora", disabled=True)
     assert_401(login(client, "dora"), "disabled_user")
 
 
@@ -137,10 +137,10 @@ def test_disabled_user_is_refused_with_key_and_token(client, factory):
     user = factory.user("dan")
     key_headers, token_headers = factory.key_headers(user), factory.token_headers(user)
     assert client.get("/v1/users/me", headers=key_headers).status_code == 200
-    accounts.update_user(db.session, "dan", disabled=True)
+    user_accounts.update_user(db.session, "dan", disabled=True)
     assert_401(client.get("/v1/users/me", headers=key_headers), "disabled_user")
     assert_401(client.get("/v1/users/me", headers=token_headers), "disabled_user")
-    accounts.update_user(db.session, "dan", disabled=False)
+    user_accounts.update_user(db.session, "dan", disabled=False)
     assert client.get("/v1/users/me", headers=key_headers).status_code == 200
 
 
@@ -224,7 +224,7 @@ def test_tier_change_applies_on_the_next_request(client, factory):
     user = factory.user("tess", tier="free")
     headers = factory.token_headers(user)
     assert client.get("/v1/users/me", headers=headers).get_json()["tier"] == "free"
-    accounts.update_user(db.session, "tess", tier="enterprise")
+    user_accounts.update_user(db.session, "tess", tier="enterprise")
     assert client.get("/v1/users/me", headers=headers).get_json()["tier"] == "enterprise"
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from mlapi.extensions import db
-from mlapi.store import accounts
+from mlapi.accounts import user_accounts
 
 
 def invoke(runner, *args, input=None):  # noqa: A002 (click's name)
@@ -18,11 +18,11 @@ def test_users_create_list_and_administer(runner, client):
     assert users[0] == "id\tusername\ttier\tflags" and "carol\tpro\tadmin" in users[1]
 
     assert invoke(runner, "users", "set-tier", "carol", "enterprise").exit_code == 0
-    assert accounts.get_user(db.session, "carol").tier == "enterprise"
+    assert user_accounts.get_user(db.session, "carol").tier == "enterprise"
 
     assert invoke(runner, "users", "disable", "carol").exit_code == 0
     db.session.expire_all()
-    assert accounts.get_user(db.session, "carol").disabled
+    assert user_accounts.get_user(db.session, "carol").disabled
     login = client.post("/v1/token", data={"username": "carol", "password": "a good password"})
     assert login.status_code == 401
     assert invoke(runner, "users", "enable", "carol").exit_code == 0
@@ -33,13 +33,13 @@ def test_users_create_prompts_for_a_confirmed_password(runner):
     result = invoke(runner, "users", "create", "dave", input="hidden pass 1\nhidden pass 1\n")
     assert result.exit_code == 0, result.output
     assert "hidden pass 1" not in result.output
-    assert accounts.authenticate(db.session, "dave", "hidden pass 1") is not None
+    assert user_accounts.authenticate(db.session, "dave", "hidden pass 1") is not None
 
 
 def test_users_create_refuses_a_mismatched_confirmation(runner):
     result = invoke(runner, "users", "create", "eve", input="one password\nanother one\n")
     assert result.exit_code != 0
-    assert accounts.find_user(db.session, "eve") is None
+    assert user_accounts.find_user(db.session, "eve") is None
 
 
 @pytest.mark.parametrize(
@@ -64,14 +64,14 @@ def test_duplicate_user_fails_and_writes_nothing(runner):
     result = invoke(runner, "users", "create", "frank", "--password", "second password", "--tier", "pro")
     assert result.exit_code == 1
     assert result.output.strip() == "Error: user 'frank' already exists"
-    users, total = accounts.list_users(db.session)
+    users, total = user_accounts.list_users(db.session)
     assert total == 1
-    assert accounts.authenticate(db.session, "frank", "first password").tier == "free"
+    assert user_accounts.authenticate(db.session, "frank", "first password").tier == "free"
 
 
 def test_bad_tier_is_refused(runner):
     assert invoke(runner, "users", "create", "gina", "--password", "pw pw pw pw", "--tier", "gold").exit_code == 2
-    assert accounts.find_user(db.session, "gina") is None
+    assert user_accounts.find_user(db.session, "gina") is None
     invoke(runner, "users", "create", "gina", "--password", "pw pw pw pw")
     assert invoke(runner, "users", "set-tier", "gina", "gold").exit_code == 2
 
@@ -99,7 +99,7 @@ def test_bootstrap_creates_the_demo_user_once(runner, client):
     first = invoke(runner, "bootstrap")
     assert first.exit_code == 0 and "created development user demo_user" in first.output
     assert invoke(runner, "bootstrap").exit_code == 0
-    assert accounts.list_users(db.session)[1] == 1
+    assert user_accounts.list_users(db.session)[1] == 1
     login = client.post("/v1/token", data={"username": "demo_user", "password": "demo_password"})
     assert login.status_code == 200
     me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {login.get_json()['access_token']}"})
@@ -116,7 +116,7 @@ def test_bootstrap_is_refused_in_production(tmp_path):
         result = app.test_cli_runner().invoke(args=["bootstrap"])
         assert result.exit_code == 1
         assert "refused in production" in result.output
-        assert accounts.find_user(db.session, "demo_user") is None
+        assert user_accounts.find_user(db.session, "demo_user") is None
     finally:
         db.dispose()
 

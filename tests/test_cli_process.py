@@ -23,7 +23,7 @@ KEY = re.compile(r"mlapi_[A-Za-z0-9_-]{20,}")
 # Runs the command in this process and reports on stderr whether torch was imported on the way.
 RUN_AND_REPORT_TORCH = """
 import sys
-from mlapi.cli import cli
+from mlapi.cli.main import cli
 try:
     cli.main(sys.argv[1:], prog_name="mlapi")
 finally:
@@ -63,7 +63,7 @@ def test_keys_create_prints_only_the_key_on_stdout_and_it_authenticates(environm
 # Runs several commands in one process, then reports whether any of them imported torch.
 RUN_SEVERAL_AND_REPORT_TORCH = """
 import sys
-from mlapi.cli import cli
+from mlapi.cli.main import cli
 for command in sys.argv[1:]:
     try:
         cli.main(command.split(), prog_name="mlapi")

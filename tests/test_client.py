@@ -108,7 +108,7 @@ def test_a_wait_longer_than_max_wait_raises(served):
 def test_cli_predict_and_embed(served):
     server, keys = served
     env = {**os.environ, "MLAPI_API_KEY": keys["main"]}
-    mlapi = [sys.executable, "-m", "mlapi.cli"]
+    mlapi = [sys.executable, "-m", "mlapi.cli.main"]
     predicted = subprocess.run([*mlapi, "predict", "What a lovely day", "--url", server.url],
                                env=env, capture_output=True, text=True, timeout=120)
     assert predicted.returncode == 0, predicted.stderr

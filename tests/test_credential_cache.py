@@ -18,11 +18,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import event, text
 
-from mlapi import credential_cache
-from mlapi.credential_cache import CredentialCache
+from mlapi.web import credential_cache
+from mlapi.web.credential_cache import CredentialCache
 from mlapi.extensions import db
-from mlapi.store import accounts, api_keys
-from mlapi.store.models import utcnow
+from mlapi.accounts import api_keys, user_accounts
+from mlapi.accounts.tables import utcnow
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.services import REDIS_URL, free_port, redis_available, unique_prefix
@@ -84,7 +84,7 @@ def test_an_accepted_key_is_served_from_memory_until_a_credential_changes(cached
         creating = counter.count
         assert creating == 0
         with cached_app.app_context():
-            accounts.update_user(db.session, "someone-else", tier="free")
+            user_accounts.update_user(db.session, "someone-else", tier="free")
         assert me(client, key).status_code == 200
         assert counter.count == creating + 1  # the change made this request look the key up again
     finally:
@@ -123,7 +123,7 @@ def test_a_revocation_by_another_process_applies_on_the_next_request(cached_app,
     assert me(client, key).status_code == 200
     env = {**os.environ, "MLAPI_DATABASE_URL": database_url, "MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": prefix}
     revoked = subprocess.run(
-        [sys.executable, "-m", "mlapi.cli", "keys", "revoke", str(record.id)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)], env=env, capture_output=True, text=True
     )
     assert revoked.returncode == 0, revoked.stderr
     assert "warning" not in revoked.stderr  # broadcast: nothing to wait for
@@ -149,7 +149,7 @@ def test_a_remembered_key_still_expires_on_time(cached_app, monkeypatch):
     assert me(client, key).status_code == 200
     later = utcnow() + timedelta(days=1, seconds=1)
     monkeypatch.setattr(credential_cache, "utcnow", lambda: later)
-    monkeypatch.setattr("mlapi.store.api_keys.utcnow", lambda: later)
+    monkeypatch.setattr("mlapi.accounts.api_keys.utcnow", lambda: later)
     assert me(client, key).get_json()["error"] == "expired_key"
 
 
@@ -243,7 +243,7 @@ def test_the_cli_warns_when_it_cannot_broadcast_a_revocation(cached_app, databas
     record, _key = factory.api_key(factory.user("vic"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPI_") or k.startswith("MLAPI_TEST_")}
     revoked = subprocess.run(  # no MLAPI_REDIS_URL here, as a careless operator might run it
-        [sys.executable, "-m", "mlapi.cli", "keys", "revoke", str(record.id)],
+        [sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)],
         env={**env, "MLAPI_DATABASE_URL": database_url}, capture_output=True, text=True,
     )
     assert revoked.returncode == 0, revoked.stderr
@@ -280,7 +280,7 @@ def test_a_process_that_remembers_no_key_still_broadcasts(cached_app, database_u
     assert me(client, key).status_code == 200  # remembered by the server
     env = {**os.environ, "MLAPI_DATABASE_URL": database_url, "MLAPI_REDIS_URL": REDIS_URL,
            "MLAPI_REDIS_PREFIX": prefix, "MLAPI_CREDENTIAL_CACHE_TTL_S": "0"}
-    revoked = subprocess.run([sys.executable, "-m", "mlapi.cli", "keys", "revoke", str(record.id)], env=env,
+    revoked = subprocess.run([sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)], env=env,
                              capture_output=True, text=True)
     assert revoked.returncode == 0 and "warning" not in revoked.stderr, revoked.stderr
     assert me(client, key).get_json()["error"] == "revoked_key"

@@ -6,9 +6,9 @@ from contextlib import ExitStack
 import pytest
 from flask import Flask
 
-from mlapi.auth import requires_auth
+from mlapi.web.auth import requires_auth
 from mlapi.extensions import api, db
-from mlapi.openapi import Blueprint
+from mlapi.web.openapi import Blueprint
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlapi.cli import cli
+from mlapi.cli.main import cli
 from tests.gunicorn_server import ROOT
 
 DEPLOY = ROOT / "deploy"

@@ -52,7 +52,7 @@ def send(client, method, path, **kwargs):
 
 @pytest.fixture
 def app_without_database(tmp_path):
-    from mlapi import create_app
+    from mlapi.app import create_app
     from mlapi.extensions import db
 
     gone = f"sqlite:///{tmp_path / 'gone' / 'mlapi.db'}"

@@ -6,9 +6,9 @@ import marshmallow as ma
 import pytest
 from flask import Flask
 
-from mlapi.errors import APIError
+from mlapi.web.errors import APIError
 from mlapi.extensions import api
-from mlapi.openapi import Blueprint
+from mlapi.web.openapi import Blueprint
 
 ENVELOPE_KEYS = {"error", "detail", "status_code", "request_id", "timestamp"}
 
@@ -127,7 +127,7 @@ def test_wrong_json_type_is_422(client):
 
 
 def test_unexpected_exception_is_500_without_leaking_and_is_logged(client, caplog):
-    with caplog.at_level(logging.ERROR, logger="mlapi.errors"):
+    with caplog.at_level(logging.ERROR, logger="mlapi.web.errors"):
         caplog.handler.setLevel(logging.ERROR)
         logging.getLogger("mlapi").addHandler(caplog.handler)
         try:
@@ -138,6 +138,6 @@ def test_unexpected_exception_is_500_without_leaking_and_is_logged(client, caplo
     assert "secret internal detail" not in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)
     assert body["error"] == "internal_server_error"
-    record = next(r for r in caplog.records if r.name == "mlapi.errors")
+    record = next(r for r in caplog.records if r.name == "mlapi.web.errors")
     assert record.exc_info is not None
     assert "secret internal detail" in str(record.exc_info[1])

@@ -62,7 +62,7 @@ def test_gunicorn_refuses_production_with_the_default_secret(tmp_path):
 
 def test_cli_reports_config_errors_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", "from mlapi.cli import main; main()", "db", "current"],
+        [sys.executable, "-c", "from mlapi.cli.main import main; main()", "db", "current"],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "MLAPI_ENV": "production", "MLAPI_SECRET_KEY": "short"},
         capture_output=True, text=True, timeout=60,

@@ -42,7 +42,7 @@ def fire_until_both_workers_answer(server: GunicornServer, key: str, tag: str) -
 
 @pytest.mark.parametrize("with_redis", [False, True], ids=["database-only", "credential-cache"])
 def test_a_revoked_key_is_refused_by_every_worker(tmp_path, with_redis):
-    # With Redis, each worker remembers the key it accepted (mlapi.credential_cache): the
+    # With Redis, each worker remembers the key it accepted (mlapi.web.credential_cache): the
     # revocation must still reach the worker that did not revoke it, on the next request.
     if with_redis:
         redis_available()

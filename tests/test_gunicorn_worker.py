@@ -1,4 +1,4 @@
-"""Connections spread evenly over Gunicorn's workers (mlapi.gunicorn_worker), with real workers."""
+"""Connections spread evenly over Gunicorn's workers (mlapi.server.worker), with real workers."""
 
 import http.client
 import json
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlapi import gunicorn_worker
-from mlapi.gunicorn_worker import ABSENT, STALE_S, connections_by_slot, heartbeat_by_slot, least_other_load
+from mlapi.server import worker as balanced_worker
+from mlapi.server.worker import ABSENT, connections_by_slot, heartbeat_by_slot, least_other_load, STALE_S
 from tests.gunicorn_server import ROOT, GunicornServer
 
 
@@ -47,7 +47,7 @@ def test_the_least_loaded_live_other_worker_sets_the_bar(shared_state):
 
 
 def test_a_worker_loading_its_models_accepts_only_while_no_other_serves(shared_state):
-    worker = object.__new__(gunicorn_worker.BalancedThreadWorker)  # its rule alone, no process
+    worker = object.__new__(balanced_worker.BalancedThreadWorker)  # its rule alone, no process
     worker.mlapi_slot, worker.worker_connections = 1, 32
     for slot in range(len(connections_by_slot)):
         publish(slot, ABSENT, 0.0)
@@ -65,7 +65,7 @@ def test_a_dead_workers_slot_is_forgotten_by_the_master(shared_state, tmp_path, 
     publish(3, 5, time.monotonic())
     hooks["child_exit"](None, SimpleNamespace(pid=12345, mlapi_slot=3))
     assert connections_by_slot[3] == ABSENT
-    assert gunicorn_worker.connections_by_slot is connections_by_slot
+    assert balanced_worker.connections_by_slot is connections_by_slot
 
 
 def open_connections(server, count):

@@ -130,7 +130,7 @@ def test_validation_limits(client, headers, path, body, field):
 
 def test_the_documented_text_pattern_refuses_exactly_the_blank_texts():
     """The OpenAPI pattern (JSON Schema semantics: a match anywhere) and str.strip agree on every character."""
-    from mlapi.schemas import TEXT_SCHEMA
+    from mlapi.api.inputs import TEXT_SCHEMA
 
     pattern = re.compile(TEXT_SCHEMA["pattern"])
     for code in range(sys.maxunicode + 1):
@@ -180,7 +180,7 @@ def test_inference_needs_credentials(client):
 
 
 def test_every_request_takes_back_its_announcement_to_the_batchers(app, client, headers):
-    """Inference requests announce themselves to the batchers as they start (mlapi.runtime.uses_models);
+    """Inference requests announce themselves to the batchers as they start (mlapi.web.runtime.uses_models);
     whether they reach a model or end in an error, none may stay counted, or an idle runner would
     wait out its delay for a request that never comes."""
     arrivals = app.extensions["mlapi_engine"].arrivals

@@ -112,7 +112,7 @@ def test_repeated_predictions_come_from_the_cache(tmp_path):
 
 
 def test_after_shutdown_the_worker_takes_no_new_work(scripted):
-    from mlapi.runtime import shutdown
+    from mlapi.web.runtime import shutdown
 
     app, headers = scripted
     assert post(app, headers, "before").status_code == 200

@@ -79,7 +79,7 @@ sys.meta_path.insert(0, ExtrasOnly())
 import mlapi
 for module in pkgutil.walk_packages(mlapi.__path__, "mlapi."):
     __import__(module.name)
-from mlapi.cli import main
+from mlapi.cli.main import main
 sys.argv = ["mlapi", "--help"]
 main()
 """

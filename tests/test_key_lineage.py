@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
-from mlapi.commands.db import upgrade_database
+from mlapi.cli.db_commands import upgrade_database
 from mlapi.extensions import db
-from mlapi.store import accounts, api_keys, audit
-from mlapi.store.models import ApiKey, utcnow
+from mlapi.accounts import api_keys, audit, user_accounts
+from mlapi.accounts.tables import ApiKey, utcnow
 from tests.conftest import make_test_app
 from tests.key_requests import PREDICT, assert_403, create, key
 
@@ -108,7 +108,7 @@ def test_a_child_committed_while_its_parent_is_being_revoked_is_revoked_too(app,
 
     def create_child() -> None:
         with app.app_context():
-            owner = accounts.get_user(db.session, "alice")
+            owner = user_accounts.get_user(db.session, "alice")
             api_keys.create_api_key(db.session, owner, "racer", scopes=["inference"], parent_key_id=parent.id)
             db.session.remove()
 
@@ -154,7 +154,7 @@ def test_the_parent_stays_locked_from_its_check_until_the_child_commits(app, fac
 
     def create_child() -> None:
         with app.app_context():
-            owner = accounts.get_user(db.session, "alice")
+            owner = user_accounts.get_user(db.session, "alice")
             api_keys.create_api_key(db.session, owner, "racer", scopes=["inference"], parent_key_id=parent.id)
             db.session.remove()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from mlapi.extensions import db
-from mlapi.store import api_keys, audit
+from mlapi.accounts import api_keys, audit
 from tests.key_requests import PREDICT, assert_403, create, key
 
 

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from mlapi.extensions import db
-from mlapi.limits_storage import ReportingRedisStorage, storage_uri
+from mlapi.web.limits_storage import ReportingRedisStorage, storage_uri
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.services import REDIS_URL, redis_available, unique_prefix

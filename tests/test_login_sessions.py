@@ -12,9 +12,9 @@ import jwt as pyjwt
 import pytest
 
 from mlapi.extensions import db
-from mlapi.store import accounts, audit, sessions
-from mlapi.store.audit import Actor
-from mlapi.store.models import LoginSession
+from mlapi.accounts import audit, sessions, user_accounts
+from mlapi.accounts.audit import Actor
+from mlapi.accounts.tables import LoginSession
 from tests.factories import PASSWORD
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -119,13 +119,13 @@ def test_a_login_that_checked_the_old_password_gets_no_session_after_the_change(
     """The login's password check and its session are apart in time (argon2 takes a while): a
     password change or a disable committed in between must win."""
     user = db_factory.user("slow")
-    checked = accounts.authenticate(db.session, "slow", PASSWORD)
+    checked = user_accounts.authenticate(db.session, "slow", PASSWORD)
     assert checked is not None
     db.session.expunge(checked)  # the login's own copy, as another request's session holds it
     if change == "password":
-        accounts.change_password(db.session, "slow", NEW_PASSWORD, actor=Actor("cli:ops", "cli"))
+        user_accounts.change_password(db.session, "slow", NEW_PASSWORD, actor=Actor("cli:ops", "cli"))
     else:
-        accounts.update_user(db.session, "slow", disabled=True)
+        user_accounts.update_user(db.session, "slow", disabled=True)
     with pytest.raises(sessions.SessionEnded):
         sessions.start(db.session, checked, timedelta(hours=1))
     assert db.session.query(LoginSession).count() == 0
@@ -208,7 +208,7 @@ def test_a_wrong_current_password_is_403_and_changes_nothing(client, rita):
     response = change_password(client, tokens["access_token"], current="not my password")
     assert response.status_code == 403 and response.get_json()["error"] == "wrong_password"
     assert me(client, tokens["access_token"]).status_code == 200
-    assert accounts.authenticate(db.session, "rita", PASSWORD) is not None
+    assert user_accounts.authenticate(db.session, "rita", PASSWORD) is not None
 
 
 def test_wrong_current_passwords_share_the_login_limit(app, client, rita):
@@ -232,7 +232,7 @@ def test_password_change_validation(client, rita, body):
 
 
 def test_an_api_key_cannot_change_the_password(client, factory, rita):
-    from mlapi.store.models import SCOPES
+    from mlapi.accounts.tables import SCOPES
 
     response = client.post(
         "/v1/users/me/password",
@@ -240,7 +240,7 @@ def test_an_api_key_cannot_change_the_password(client, factory, rita):
         headers=factory.key_headers(rita, scopes=SCOPES[:-1]),
     )
     assert response.status_code == 403 and response.get_json()["error"] == "insufficient_scope"
-    assert accounts.authenticate(db.session, "rita", PASSWORD) is not None
+    assert user_accounts.authenticate(db.session, "rita", PASSWORD) is not None
 
 
 def test_disabling_a_user_ends_their_sessions_for_good(client, factory, rita):

@@ -1,7 +1,7 @@
 from argon2 import PasswordHasher
 
 from mlapi.extensions import db
-from mlapi.store import accounts, passwords
+from mlapi.accounts import passwords, user_accounts
 from tests.conftest import TEST_HASHER
 from tests.factories import PASSWORD
 
@@ -25,7 +25,7 @@ def test_unknown_users_cost_a_full_verification(app, monkeypatch):
     passwords.use_hasher(counting)
     try:
         CountingHasher.verifications = 0
-        assert accounts.authenticate(db.session, "nobody", "whatever") is None
+        assert user_accounts.authenticate(db.session, "nobody", "whatever") is None
         assert CountingHasher.verifications == 1
     finally:
         passwords.use_hasher(TEST_HASHER)
@@ -37,11 +37,11 @@ def test_login_rehashes_when_parameters_change(app, factory):
     stronger = PasswordHasher(time_cost=2, memory_cost=128, parallelism=1)
     passwords.use_hasher(stronger)
     try:
-        assert accounts.authenticate(db.session, "rehash-me", PASSWORD) is not None
+        assert user_accounts.authenticate(db.session, "rehash-me", PASSWORD) is not None
         db.session.refresh(user)
         assert user.password_hash != old_hash
         assert "m=128,t=2" in user.password_hash
-        assert accounts.authenticate(db.session, "rehash-me", PASSWORD) is not None
+        assert user_accounts.authenticate(db.session, "rehash-me", PASSWORD) is not None
     finally:
         passwords.use_hasher(TEST_HASHER)
 
@@ -53,7 +53,7 @@ def test_a_corrupt_stored_hash_fails_closed():
 def test_password_checks_beyond_the_bound_answer_503_not_out_of_memory(tmp_path):
     """argon2 takes 64 MiB a hash: with every slot taken, a login waits briefly, then gets 503."""
     from mlapi.extensions import db
-    from mlapi.store import passwords
+    from mlapi.accounts import passwords
     from tests.conftest import make_test_app
     from tests.factories import PASSWORD, Factory
 

@@ -5,10 +5,10 @@ import json
 import pytest
 from flask import request
 
-from mlapi.auth import requires_auth
+from mlapi.web.auth import requires_auth
 from mlapi.extensions import api, db
-from mlapi.openapi import Blueprint
-from mlapi.store import accounts
+from mlapi.web.openapi import Blueprint
+from mlapi.accounts import user_accounts
 from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
 
@@ -99,7 +99,7 @@ def test_a_tier_change_applies_on_the_next_request(client, factory):
     for _ in range(10):
         client.get("/v1/users/me", headers=headers)
     assert client.get("/v1/users/me", headers=headers).status_code == 429
-    accounts.update_user(db.session, "upgrader", tier="pro")
+    user_accounts.update_user(db.session, "upgrader", tier="pro")
     response = client.get("/v1/users/me", headers=headers)
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Limit"] == "20"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mlapi import create_app
+from mlapi.app import create_app
 from mlapi.extensions import db
 
 

@@ -31,11 +31,11 @@ import requests
 from flask import Flask
 from sqlalchemy import func, inspect, select
 
-from mlapi import create_app
+from mlapi.app import create_app
 from mlapi.config import ConfigError, Settings, load_settings
 from mlapi.extensions import db
-from mlapi.store import sessions
-from mlapi.store.models import SCOPES, ApiKey, RevokedToken, User
+from mlapi.accounts import sessions
+from mlapi.accounts.tables import ApiKey, RevokedToken, SCOPES, User
 from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
 from tests.gunicorn_server import ROOT, GunicornServer

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlapi import create_app
+from mlapi.app import create_app
 from mlapi.extensions import db
-from mlapi.runtime import FAILED, READY
+from mlapi.web.runtime import FAILED, READY
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.plugin_handler import open_gate

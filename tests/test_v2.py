@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from mlapi import oip
+from mlapi.api.v2 import codec
 
 TEXTS = ["I love this phone, the battery lasts for days.", "The delivery was late and the box was crushed."]
 
@@ -213,11 +213,11 @@ def test_v1_errors_keep_the_envelope(client):
 
 
 def test_the_codec_rejects_truncated_length_prefixes():
-    signature = oip.signature(frozenset({"predict"}), None)
+    signature = codec.signature(frozenset({"predict"}), None)
     header = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
                                      "parameters": {"binary_data_size": 3}}]}).encode()
-    with pytest.raises(oip.ProtocolError, match="truncated"):
-        oip.decode_request(oip.read_body(header + b"\x05\x00\x00", len(header)), signature, max_items=100,
+    with pytest.raises(codec.ProtocolError, match="truncated"):
+        codec.decode_request(codec.read_body(header + b"\x05\x00\x00", len(header)), signature, max_items=100,
                            validate_text=len)
 
 
@@ -229,7 +229,7 @@ def test_v2_is_in_the_openapi_document(client):
 
 
 def test_server_ready_is_503_in_the_protocols_form_when_a_dependency_fails(app, client):
-    from mlapi import readiness
+    from mlapi.web import readiness
 
     def broken() -> None:
         raise ConnectionError("down")

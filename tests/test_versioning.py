@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from mlapi.config import ConfigError, VersionDeprecation, load_settings
 from mlapi.extensions import db
-from mlapi.versioning import NotAcceptable, negotiate, versioning
+from mlapi.web.versioning import negotiate, NotAcceptable, versioning
 from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
 

@@ -104,7 +104,7 @@ class SentenceSimilarityClassifier(_EncoderHandler):
     once per label and remembered: the manifest's own labels for good, labels that requests bring
     the last ``MAX_CACHED_LABELS`` of them. ``confidence`` is the softmax of the similarities over
     ``temperature``. Embedding a request's own labels is work it causes in the shared runner: the
-    web layer charges for it (mlapi.inference).
+    web layer charges for it (mlapi.api.v1.inference).
     """
 
     capabilities = frozenset({"predict"})

@@ -1,0 +1,148 @@
+"""Account services: create, authenticate, look up and administer users."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mlapi.config import TIERS
+from mlapi.accounts import api_keys, audit, sessions
+from mlapi.accounts.audit import Action, Actor
+from mlapi.accounts.errors import Conflict, Forbidden, InvalidValue, NotFound
+from mlapi.accounts.tables import User
+from mlapi.accounts.passwords import hash_password, MAX_PASSWORD, MIN_PASSWORD, needs_rehash, verify_password
+
+
+def create_user(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    tier: str = "free",
+    is_admin: bool = False,
+    email: str | None = None,
+    full_name: str | None = None,
+    actor: Actor | None = None,
+) -> User:
+    """Create a user; with an ``actor`` (an administrative action) the audit row commits with it."""
+    _check_tier(tier)
+    _check_password(password)
+    user = User(
+        username=username,
+        password_hash=hash_password(password),
+        tier=tier,
+        is_admin=is_admin,
+        email=email,
+        full_name=full_name,
+    )
+    session.add(user)
+    if actor is not None:
+        audit.record(session, actor, Action.USER_CREATED, username, {"tier": tier, "is_admin": is_admin})
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"user {username!r} already exists") from None
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The user whose password this is, else None; as slow for an unknown name as for a wrong password."""
+    user = find_user(session, username)
+    if not verify_password(user.password_hash if user else None, password):
+        return None
+    assert user is not None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+        session.commit()
+    return user
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def get_user(session: Session, username: str) -> User:
+    user = find_user(session, username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def list_users(session: Session, *, offset: int = 0, limit: int | None = None) -> tuple[list[User], int]:
+    total = session.scalar(select(func.count()).select_from(User)) or 0
+    users = session.scalars(select(User).order_by(User.id).offset(offset).limit(limit)).all()
+    return list(users), total
+
+
+def update_user(
+    session: Session,
+    username: str,
+    *,
+    tier: str | None = None,
+    disabled: bool | None = None,
+    is_admin: bool | None = None,
+    actor: Actor | None = None,
+) -> User:
+    """Apply the given changes; with an ``actor``, one audit row per actual change, in the same commit."""
+    user = get_user(session, username)
+    changes: list[tuple[Action, dict | None]] = []
+    if tier is not None:
+        _check_tier(tier)
+        if tier != user.tier:
+            changes.append((Action.USER_TIER_CHANGED, {"from": user.tier, "to": tier}))
+        user.tier = tier
+    if disabled is not None:
+        if disabled != user.disabled:
+            changes.append((Action.USER_DISABLED if disabled else Action.USER_ENABLED, None))
+        if disabled:
+            # For good: enabling the account again does not bring these sessions back.
+            sessions.end_all(session, user.id, sessions.EndReason.USER_DISABLED)
+        user.disabled = disabled
+    if is_admin is not None:
+        if is_admin != user.is_admin:
+            changes.append((Action.USER_ADMIN_GRANTED if is_admin else Action.USER_ADMIN_REVOKED, None))
+        user.is_admin = is_admin
+    if actor is not None:
+        for action, detail in changes:
+            audit.record(session, actor, action, username, detail)
+    session.commit()
+    return user
+
+
+def change_password(
+    session: Session,
+    username: str,
+    new_password: str,
+    *,
+    current_password: str | None = None,
+    revoke_api_keys: bool = False,
+    actor: Actor,
+) -> User:
+    """Set a new password and end every login session of the user (their access and refresh tokens).
+
+    With ``current_password`` (the user acting for themselves) it must be right, else ``Forbidden``.
+    API keys are not sessions: they stay valid unless ``revoke_api_keys``.
+    """
+    _check_password(new_password)
+    user = get_user(session, username)
+    if current_password is not None and not verify_password(user.password_hash, current_password):
+        raise Forbidden("The current password is not correct.", "wrong_password")
+    user.password_hash = hash_password(new_password)
+    ended = sessions.end_all(session, user.id, sessions.EndReason.PASSWORD_CHANGED)
+    audit.record(session, actor, Action.USER_PASSWORD_CHANGED, username, {"sessions_ended": ended})
+    session.commit()
+    if revoke_api_keys:
+        api_keys.revoke_all_keys(session, user, actor=actor)
+    return user
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidValue(f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
+
+
+def _check_tier(tier: str) -> None:
+    if tier not in TIERS:
+        raise InvalidValue(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}")

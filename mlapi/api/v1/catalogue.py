@@ -1,0 +1,57 @@
+"""``/v1/models``: what this server serves (OpenAI-style list, with versions and devices)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from mlapi.web.auth import allowed_models, requires_auth
+from mlapi.web.openapi import Blueprint
+from mlapi.web.runtime import registry
+
+blp = Blueprint("models", __name__, url_prefix="/v1/models", description="The models and their versions.")
+
+
+class ModelVersionSchema(ma.Schema):
+    version = ma.fields.String(required=True)
+    task = ma.fields.String(required=True)
+    device = ma.fields.String(required=True)
+    labels = ma.fields.List(ma.fields.String(), required=True)
+    dimensions = ma.fields.Integer()
+    max_tokens = ma.fields.Integer()
+    quantization = ma.fields.String(allow_none=True)
+    default_temperature = ma.fields.Float()
+
+
+class ModelSchema(ma.Schema):
+    id = ma.fields.String(required=True)
+    object = ma.fields.String(required=True)
+    owned_by = ma.fields.String(required=True)
+    name = ma.fields.String(required=True)
+    task = ma.fields.String(required=True)
+    description = ma.fields.String(required=True)
+    latest = ma.fields.String(required=True, metadata={"description": "The version 'latest' resolves to."})
+    versions = ma.fields.List(ma.fields.Nested(ModelVersionSchema), required=True)
+
+
+class ModelListSchema(ma.Schema):
+    object = ma.fields.String(required=True)
+    data = ma.fields.List(ma.fields.Nested(ModelSchema), required=True)
+
+
+@blp.route("", methods=["GET"])
+@requires_auth(blp, scope="models:read")
+@blp.response(200, ModelListSchema)
+def list_models() -> dict:
+    """Every model the caller may use, with its versions, the one `latest` resolves to, and where each runs."""
+    models = registry().catalog()
+    allowed = set(allowed_models([model["name"] for model in models]))
+    return {"object": "list", "data": [model for model in models if model["name"] in allowed]}
+
+
+@blp.route("/<name>", methods=["GET"])
+@requires_auth(blp, scope="models:read", model=lambda name: name)
+@blp.response(200, ModelSchema)
+@blp.alt_response(404, description="No such model; the detail names the models that exist.")
+def get_model(name: str) -> dict:
+    """One model: its versions, labels, devices and options."""
+    return registry().describe(name)

@@ -1,1 +1,0 @@
-"""The store: SQLAlchemy models and the services over them. Knows nothing of HTTP."""

@@ -1,0 +1,222 @@
+"""Wires the serving core into the app: this worker's slot and device, and its loaded models."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g
+
+from mlapi.web import metrics, readiness
+from mlapi.config import Settings
+from mlapi.web.errors import APIError
+from mlapi.serving.cache import SHARED, MemoryCache, PredictionCache, RedisCache
+from mlapi.serving.devices import configure_torch_threads, device_for_slot, visible_devices, worker_slot
+from mlapi.serving.engine import BatchingSettings, InferenceEngine, Observer
+from mlapi.serving.registry import ModelRegistry
+from mlapi.serving.store import ModelStore
+
+logger = logging.getLogger("mlapi.web.runtime")
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def engine() -> InferenceEngine:
+    found = current_app.extensions.get("mlapi_engine")
+    if found is None:
+        raise models_unavailable()
+    return found
+
+
+def registry() -> ModelRegistry:
+    return engine().registry
+
+
+def cache_scope() -> str:
+    """Whose prediction cache entries this request reads and writes (``MLAPI_CACHE_SCOPE``)."""
+    if current_app.config["MLAPI_SETTINGS"].cache_scope == "global":
+        return SHARED
+    return f"account-{g.account.id}"
+
+
+def models_unavailable() -> Exception:
+    """503 + Retry-After while this worker's models load (or after they failed to)."""
+    loading = model_loading(current_app)
+    if loading is None:  # an app built without models (the admin CLI): a programming error
+        return RuntimeError("models are not loaded in this process")
+    if loading.state == FAILED:
+        return APIError(503, "The models failed to load on this worker; its log says why.",
+                        error="models_unavailable", headers={"Retry-After": "30"})
+    return APIError(503, "The models are still loading on this worker; retry shortly.",
+                    error="models_loading", headers={"Retry-After": str(LOADING_RETRY_AFTER_S)})
+
+
+def uses_models(view: _View) -> _View:
+    """Announce the request to this worker's batchers as it starts, before auth and parsing.
+
+    A runner that knows requests are on their way waits for them (up to the batching delay)
+    rather than run a batch of one; see ``mlapi.serving.batcher.Arrivals``. The announcement is
+    taken back when the request submits, or at teardown.
+    """
+
+    @functools.wraps(view)
+    def announced(*args: Any, **kwargs: Any) -> Any:
+        found = current_app.extensions.get("mlapi_engine")
+        if found is not None:
+            found.arrivals.announce()
+        elif model_loading(current_app) is not None:
+            # Before auth and the quota: a request refused for want of models costs the caller nothing.
+            raise models_unavailable()
+        return view(*args, **kwargs)
+
+    return announced  # type: ignore[return-value]
+
+
+def prediction_cache(app: Flask, settings: Settings) -> PredictionCache | None:
+    if settings.cache_ttl_s <= 0:
+        return None
+    client = app.extensions.get("mlapi_redis")
+    if client is not None:
+        return RedisCache(client, settings.cache_ttl_s)
+    return MemoryCache(settings.cache_size, settings.cache_ttl_s)
+
+
+LOADING, READY, FAILED = "loading", "ready", "failed"
+LOADING_RETRY_AFTER_S = 2
+
+
+class ModelLoading:
+    """This worker's models on their way in: ``loading``, then ``ready`` or ``failed``, once."""
+
+    def __init__(self) -> None:
+        self.state = LOADING
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._callbacks: list[Callable[[ModelLoading], None]] = []
+
+    def run(self, load: Callable[[], None]) -> None:
+        """Run ``load`` and record how it ended; its exception is re-raised."""
+        try:
+            load()
+        except BaseException as exc:
+            self._finish(FAILED, str(exc))
+            raise
+        self._finish(READY, None)
+
+    def when_done(self, callback: Callable[[ModelLoading], None]) -> None:
+        """Call ``callback(self)`` once loading has ended: at once if it has, else in the loading thread."""
+        with self._lock:
+            if self.state == LOADING:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _finish(self, state: str, error: str | None) -> None:
+        with self._lock:
+            self.state, self.error = state, error
+            callbacks, self._callbacks = self._callbacks, []
+        self._done.set()
+        for callback in callbacks:
+            callback(self)
+
+
+def model_loading(app: Flask) -> ModelLoading | None:
+    return app.extensions.get("mlapi_model_loading")
+
+
+def init_app(app: Flask, settings: Settings, *, background: bool = False) -> None:
+    """Load every model of the store on this worker's device (after fork, in Gunicorn workers).
+
+    ``background=True`` (Gunicorn) returns at once and loads in a thread: meanwhile the worker
+    answers ``/health``, ``/ready`` (503, ``loading``) and inference (503 + ``Retry-After``)
+    instead of leaving connections unanswered. Otherwise a failure to load raises here.
+    """
+    loading = ModelLoading()
+    status: dict[str, Any] = {}
+    app.extensions["mlapi_model_loading"] = loading
+    app.extensions["mlapi_runtime_status"] = lambda: {**status, "models_state": loading.state}
+    readiness.register_check(app, "models", lambda: _check_models(app, loading))
+    # A request that announced itself and ends without reaching a model (an error, a cache hit).
+    app.teardown_request(lambda _exc: _withdraw_announcement(app))
+    load = functools.partial(_load_models, app, settings, status)
+    if not background:
+        loading.run(load)
+        return
+
+    def load_logging_failure() -> None:
+        try:
+            loading.run(load)
+        except Exception:
+            logger.exception("cannot load the models")
+
+    threading.Thread(target=load_logging_failure, name="mlapi-model-loader", daemon=True).start()
+
+
+def _load_models(app: Flask, settings: Settings, status: dict[str, Any]) -> None:
+    import torch
+
+    slot = worker_slot()
+    device = device_for_slot(visible_devices(settings.devices), slot)
+    threads = configure_torch_threads(settings.torch_threads, settings.workers)
+    loaded = ModelRegistry(ModelStore.open(settings.model_dir), device).load()
+    batching = BatchingSettings(
+        max_batch_size=settings.max_batch_size,
+        max_delay_s=settings.max_batch_delay_ms / 1000,
+        max_queue=settings.max_queue,
+        timeout_s=settings.inference_timeout_s,
+    )
+    serving = InferenceEngine(
+        loaded, batching, prediction_cache(app, settings), cache_prefix=settings.redis_prefix, observer=MetricsObserver()
+    )
+    for handler in loaded.handlers.values():
+        metrics.record_model(handler.manifest, handler.device, slot)
+    status.update(
+        gpu_available=torch.cuda.is_available(), models_loaded=loaded.loaded(), device=device, worker_slot=slot
+    )
+    # Last: requests see either no engine (503, loading) or a complete one.
+    app.extensions["mlapi_engine"] = serving
+    logger.info("serving %s on %s (slot %s, %d torch threads)", loaded.loaded(), device, slot, threads)
+
+
+def _withdraw_announcement(app: Flask) -> None:
+    found = app.extensions.get("mlapi_engine")
+    if found is not None:
+        found.arrivals.withdraw()
+
+
+class MetricsObserver(Observer):
+    def batch(self, manifest, result):  # noqa: ANN001, ANN201 (Observer's signature)
+        metrics.record_batch(manifest, result)
+
+    def queued(self, manifest, queue_ms):  # noqa: ANN001, ANN201
+        metrics.record_queue_wait(manifest, queue_ms)
+
+    def depth(self, manifest, depth):  # noqa: ANN001, ANN201
+        metrics.record_queue_depth(manifest, depth)
+
+    def cache(self, hits, misses):  # noqa: ANN001, ANN201
+        metrics.record_cache(hits, misses)
+
+
+def shutdown(app: Flask) -> None:
+    """Drain every model's queue before the worker exits (Gunicorn's worker_exit hook)."""
+    found = app.extensions.get("mlapi_engine")
+    if found is not None:
+        found.close()
+
+
+def _check_models(app: Flask, loading: ModelLoading) -> None:
+    if loading.state != READY:
+        raise readiness.NotReady(loading.state)
+    serving: InferenceEngine = app.extensions["mlapi_engine"]
+    if not serving.registry.handlers:
+        raise readiness.NotReady("no models loaded")
+    stopped = [model_id for model_id, batcher in serving.batchers.items() if not batcher.alive]
+    if stopped:
+        raise readiness.NotReady(f"runner stopped for {', '.join(stopped)}")
