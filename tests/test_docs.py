@@ -11,6 +11,12 @@ def test_openapi_document(client):
     assert "/health" in spec["paths"] and "/ready" in spec["paths"]
 
 
+def test_summaries_and_descriptions_are_markdown_not_restructuredtext(client):
+    """Swagger UI and ReDoc render Markdown: RST's double backticks would show literally."""
+    spec = client.get("/v1/openapi.json").get_data(as_text=True)
+    assert "``" not in spec and ":mod:" not in spec
+
+
 @pytest.mark.parametrize("page", ["/v1/docs", "/v1/redoc"])
 def test_doc_pages_load_every_asset_from_this_server(client, page):
     response = client.get(page)

@@ -118,7 +118,7 @@ def test_two_refreshes_racing_with_one_token_get_one_new_token_and_end_the_sessi
 def test_a_login_that_checked_the_old_password_gets_no_session_after_the_change(db_app, db_factory, change):
     """The login's password check and its session are apart in time (argon2 takes a while): a
     password change or a disable committed in between must win."""
-    user = db_factory.user("slow")
+    db_factory.user("slow")
     checked = user_accounts.authenticate(db.session, "slow", PASSWORD)
     assert checked is not None
     db.session.expunge(checked)  # the login's own copy, as another request's session holds it

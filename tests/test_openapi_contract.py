@@ -20,7 +20,7 @@ from tests.conftest import ROOT, make_test_app
 SNAPSHOT = ROOT / "contracts" / "openapi-v1.json"
 REGENERATE = (
     "The app breaks the /v1 contract in contracts/openapi-v1.json. Restore what clients rely on; only if the"
-    " change is intended, regenerate the snapshot with `mlapi contract snapshot` (README, Versioning).\n"
+    " change is intended, regenerate the snapshot with `mlapi contract snapshot` (docs/api.md, Versioning).\n"
 )
 
 

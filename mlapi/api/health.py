@@ -1,4 +1,4 @@
-"""Liveness (``/health``) and readiness (``/ready``) probes: unauthenticated and cheap."""
+"""Liveness (`/health`) and readiness (`/ready`) probes: unauthenticated and cheap."""
 
 from __future__ import annotations
 

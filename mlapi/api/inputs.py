@@ -9,9 +9,9 @@ MAX_ITEMS = 100
 
 
 def quota_cost(items: int | None) -> int:
-    """What a request of ``items`` inputs costs against the quota: one per input, at least one.
+    """What a request of `items` inputs costs against the quota: one per input, at least one.
 
-    A request over ``MAX_ITEMS`` costs one: validation refuses it next, naming the real cap, and no
+    A request over `MAX_ITEMS` costs one: validation refuses it next, naming the real cap, and no
     model runs; charged in full it would meet the quota's message first (101 items on a 100/minute
     tier read "more than the whole quota").
     """
@@ -19,7 +19,7 @@ def quota_cost(items: int | None) -> int:
 
 
 class Contains(ma.validate.Regexp):
-    """Passes when the pattern matches anywhere, as JSON Schema's ``pattern`` does (``Regexp`` anchors
+    """Passes when the pattern matches anywhere, as JSON Schema's `pattern` does (`Regexp` anchors
     at the start); the OpenAPI document shows the pattern."""
 
     def __call__(self, value: str) -> str:

@@ -1,4 +1,4 @@
-"""``/v1/admin``: user and key administration, and its audit log, for accounts with the admin role."""
+"""`/v1/admin`: user and key administration, and its audit log, for accounts with the admin role."""
 
 from __future__ import annotations
 

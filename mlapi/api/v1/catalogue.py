@@ -1,4 +1,4 @@
-"""``/v1/models``: what this server serves (OpenAI-style list, with versions and devices)."""
+"""`/v1/models`: what this server serves (OpenAI-style list, with versions and devices)."""
 
 from __future__ import annotations
 

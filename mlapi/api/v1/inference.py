@@ -1,4 +1,4 @@
-"""``/v1/predict``, ``/v1/predict/batch`` and ``/v1/embeddings``: thin views over the serving core."""
+"""`/v1/predict`, `/v1/predict/batch` and `/v1/embeddings`: thin views over the serving core."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class BatchRequestSchema(_PredictOptions):
 
 
 class StringOrStrings(ma.fields.Field):
-    """OpenAI's ``input``: one string or a list of strings."""
+    """OpenAI's `input`: one string or a list of strings."""
 
     def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN202 (marshmallow's signature)
         items = [value] if isinstance(value, str) else value

@@ -1,6 +1,6 @@
-"""``/v1/api-keys``: the caller's own API keys.
+"""`/v1/api-keys`: the caller's own API keys.
 
-A password login manages every key of its account. A key (with the ``keys:write`` scope) sees,
+A password login manages every key of its account. A key (with the `keys:write` scope) sees,
 creates and revokes only its own lineage: itself and the keys created from it, each holding no
 more than its parent.
 """

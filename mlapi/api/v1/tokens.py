@@ -1,6 +1,6 @@
-"""``/v1/token``: obtain (OAuth2 password form), refresh (rotating) and revoke JWTs.
+"""`/v1/token`: obtain (OAuth2 password form), refresh (rotating) and revoke JWTs.
 
-Each login starts a login session (mlapi.accounts.sessions) whose id every token carries as ``sid``.
+Each login starts a login session (mlapi.accounts.sessions) whose id every token carries as `sid`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``/v1/users``: the caller's own account."""
+"""`/v1/users`: the caller's own account."""
 
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """The Open Inference Protocol (KServe V2) over HTTP/REST: model signatures and the tensor codec.
 
-No Flask here: ``read_body`` and ``decode_request`` turn a request body (JSON, or JSON followed by binary tensor
+No Flask here: `read_body` and `decode_request` turn a request body (JSON, or JSON followed by binary tensor
 data as in Triton's binary tensor data extension) into texts and options, and
-``encode_response`` turns outputs back into a body. Every problem with a request is a
-``ProtocolError`` whose message is safe to show the client.
+`encode_response` turns outputs back into a body. Every problem with a request is a
+`ProtocolError` whose message is safe to show the client.
 
-A model's signature follows from what its handler can do: every model takes one ``BYTES``
-input ``text`` of shape ``[-1]`` (UTF-8 strings); classifiers answer ``label`` (``BYTES``,
-``[-1]``) and ``confidence`` (``FP32``, ``[-1]``); embedding models answer ``embedding``
-(``FP32``, ``[-1, dimensions]``).
+A model's signature follows from what its handler can do: every model takes one `BYTES`
+input `text` of shape `[-1]` (UTF-8 strings); classifiers answer `label` (`BYTES`,
+`[-1]`) and `confidence` (`FP32`, `[-1]`); embedding models answer `embedding`
+(`FP32`, `[-1, dimensions]`).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class RawRequest:
     binary: bytes
 
     def declared_texts(self, max_items: int) -> int | None:
-        """How many texts the input's shape declares, if it declares a valid shape (see ``text_count``)."""
+        """How many texts the input's shape declares, if it declares a valid shape (see `text_count`)."""
         inputs = self.document.get("inputs")
         shape = inputs[0].get("shape") if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else None
         try:
@@ -99,7 +99,7 @@ class RawRequest:
 
 
 def text_count(shape: Any, max_items: int) -> int:
-    """The number of texts a client's ``shape`` declares: ``[n]`` or ``[n, 1]``, 1 <= n <= ``max_items``.
+    """The number of texts a client's `shape` declares: `[n]` or `[n, 1]`, 1 <= n <= `max_items`.
 
     The shape is a list of numbers of any length and size (a 1 MiB body holds 80,000 of them, each
     up to 4,300 digits): it is checked element by element against these bounds before any

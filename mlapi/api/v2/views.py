@@ -1,8 +1,8 @@
-"""``/v2``: the Open Inference Protocol (KServe V2, as Triton, MLServer and TorchServe speak it).
+"""`/v2`: the Open Inference Protocol (KServe V2, as Triton, MLServer and TorchServe speak it).
 
-Thin views over the same serving engine, authentication, limits and metrics as ``/v1``; the
-protocol's codec lives in :mod:`mlapi.api.v2.codec`. Errors keep the envelope's fields, but ``error``
-carries the message, as the protocol's clients expect (``{"error": "..."}``), and ``code`` the
+Thin views over the same serving engine, authentication, limits and metrics as `/v1`; the
+protocol's codec lives in `mlapi.api.v2.codec`. Errors keep the envelope's fields, but `error`
+carries the message, as the protocol's clients expect (`{"error": "..."}`), and `code` the
 machine-readable name.
 """
 
@@ -127,7 +127,7 @@ def server_metadata() -> dict:
 @blp.route("/health/live", methods=["GET"])
 @blp.response(200, ServerLiveSchema)
 def live() -> dict:
-    """Liveness: the server answers (like ``/health``)."""
+    """Liveness: the server answers (like `/health`)."""
     return {"live": True}
 
 
@@ -135,7 +135,7 @@ def live() -> dict:
 @blp.response(200, ServerReadySchema)
 @blp.alt_response(503, description="Not ready; 'checks' says which dependency failed.")
 def ready():  # noqa: ANN201 (a dict or an error response)
-    """Readiness: the database, Redis (if configured) and the models are usable (like ``/ready``)."""
+    """Readiness: the database, Redis (if configured) and the models are usable (like `/ready`)."""
     failure = readiness.not_ready_response(readiness.run_checks(), ready=False)
     if failure is not None:
         return failure
@@ -206,7 +206,7 @@ def _requested_items() -> int:
 @blp.response(200, InferResponseSchema)
 @documents_inference_errors
 def infer(name: str, version: str | None = None) -> Response:
-    """Run inference: a ``BYTES`` input ``text`` of 1 to 100 strings, batched with concurrent requests."""
+    """Run inference: a `BYTES` input `text` of 1 to 100 strings, batched with concurrent requests."""
     if request.mimetype not in BODY_TYPES:
         raise APIError(415, f"Expected application/json or binary tensor data, got {request.mimetype}.")
     handler = registry().resolve(name, version or LATEST)
