@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 BENCH_ARGS ?=
 
-.PHONY: install dev chromium run test bench clean
+.PHONY: install dev chromium run test lint bench bench-smoke clean
 
 # Each stamp is written last, after its step succeeded: a step that failed (or was interrupted)
 # leaves no stamp, so the next `make run` does it again rather than skip it.
@@ -56,10 +56,19 @@ run: install
 test: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # The load generator is Debian's wrk; installed here when missing (root, as on the CI machines).
 bench: $(VENV)/.bench-installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# Both benchmarks end to end on a short setting (CI runs it; nothing is measured).
+bench-smoke: $(VENV)/.bench-installed
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python benchmarks/smoke.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

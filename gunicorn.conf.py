@@ -46,9 +46,7 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "mlapi.web.logs.json_formatter"}},
-    "handlers": {
-        "json_stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-    },
+    "handlers": {"json_stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     # Gunicorn merges this shallowly over its defaults: name every logger it configures.
     "root": {"level": "WARNING", "handlers": ["json_stderr"]},
     "loggers": {
@@ -107,7 +105,7 @@ def post_fork(server, worker) -> None:  # noqa: ANN001 (in the worker, before th
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker: the app is built, its models loading)
-    from mlapi.web.runtime import model_loading, READY
+    from mlapi.web.runtime import READY, model_loading
 
     loading = model_loading(worker.wsgi)
     if loading is None:

@@ -17,7 +17,7 @@ import json
 import statistics
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ MODEL, VERSION = "sentiment", "1.0"
 CONCURRENCY = (1, 16, 64)
 
 
-def run(engine, concurrency: int, seconds: float) -> dict:  # noqa: ANN001 (an InferenceEngine)
+def run(engine, concurrency: int, seconds: float) -> dict:
     from mlapi.serving.cache import SHARED
     from mlapi.serving.types import PredictInput
 
@@ -91,20 +91,32 @@ def main() -> None:
         rows.append(row)
 
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
-    results = {"when": datetime.now(timezone.utc).isoformat(), "device": device, "device_name": name,
-               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-               "model": f"{MODEL}:{VERSION}", "seconds": args.seconds, "runs": rows}
+    results = {
+        "when": datetime.now(UTC).isoformat(),
+        "device": device,
+        "device_name": name,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "model": f"{MODEL}:{VERSION}",
+        "seconds": args.seconds,
+        "runs": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = args.out / f"engine-{device.replace(':', '')}-{stamp}.json"
     path.write_text(json.dumps(results, indent=2))
 
     print(f"\n{MODEL}:{VERSION} on {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'concurrency':<13}{'unbatched/s':>12}{'p50 ms':>8}{'p99 ms':>8}{'batched/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}")
+    print(
+        f"{'concurrency':<13}{'unbatched/s':>12}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'batched/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"
+    )
     for row in rows:
         u, b = row["unbatched"], row["batched"]
-        print(f"{row['concurrency']:<13}{u['sentences_per_s']:>12.0f}{u['p50_ms']:>8.1f}{u['p99_ms']:>8.1f}"
-              f"{b['sentences_per_s']:>11.0f}{b['p50_ms']:>8.1f}{b['p99_ms']:>8.1f}{row['ratio']:>7.2f}")
+        print(
+            f"{row['concurrency']:<13}{u['sentences_per_s']:>12.0f}{u['p50_ms']:>8.1f}{u['p99_ms']:>8.1f}"
+            f"{b['sentences_per_s']:>11.0f}{b['p50_ms']:>8.1f}{b['p99_ms']:>8.1f}{row['ratio']:>7.2f}"
+        )
     print(f"results: {path}")
 
 

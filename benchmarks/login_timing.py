@@ -18,7 +18,7 @@ from mlapi.accounts.database import make_engine
 from mlapi.accounts.tables import Base
 
 
-def median_ms(action, rounds: int) -> float:  # noqa: ANN001
+def median_ms(action, rounds: int) -> float:
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -47,7 +47,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def load_handler(threads: int):  # noqa: ANN201 (a Handler)
+def load_handler(threads: int):
     import torch
 
     from mlapi.serving.registry import ModelRegistry
@@ -57,7 +57,7 @@ def load_handler(threads: int):  # noqa: ANN201 (a Handler)
     return ModelRegistry(ModelStore.open(ROOT / "models"), "cpu").load().resolve(MODEL, VERSION)
 
 
-def _model_worker(threads: int, batch_size: int, seconds: float, ready, start, results) -> None:  # noqa: ANN001
+def _model_worker(threads: int, batch_size: int, seconds: float, ready, start, results) -> None:
     from mlapi.serving.types import PredictInput
 
     handler = load_handler(threads)
@@ -74,7 +74,7 @@ def _model_worker(threads: int, batch_size: int, seconds: float, ready, start, r
     results.put(done / (time.perf_counter() - began))
 
 
-def model_limit(processes: int, threads: int, seconds: float, batch_sizes=BATCH_SIZES) -> dict[int, float]:  # noqa: ANN001
+def model_limit(processes: int, threads: int, seconds: float, batch_sizes=BATCH_SIZES) -> dict[int, float]:
     """Sentences/s of ``processes`` model-only processes in parallel, per batch size."""
     context = mp.get_context("spawn")
     rates = {}
@@ -133,14 +133,20 @@ class Server:
 
     def start(self) -> str:
         cli = [sys.executable, "-m", "mlapi.cli.main"]
-        run = lambda *args: subprocess.run([*cli, *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)  # noqa: E731
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*cli, *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)
+
         run("db", "upgrade")
         run("users", "create", "bench", "--password", "benchmark-password", "--tier", "enterprise")
         key = run("keys", "create", "bench", "--label", "bench").stdout.strip()
         self.log = (self.workdir / "gunicorn.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -161,8 +167,18 @@ class Server:
 def wrk(url: str, bodies: Path, key: str, connections: int, seconds: float) -> dict:
     threads = min(connections, 2)
     command = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "-s", str(HERE / "wrk_post.lua"), url, "--", str(bodies), key,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "wrk_post.lua"),
+        url,
+        "--",
+        str(bodies),
+        key,
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     summary = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
@@ -174,7 +190,10 @@ def wrk(url: str, bodies: Path, key: str, connections: int, seconds: float) -> d
         "p50_ms": summary["p50_us"] / 1000,
         "p99_ms": summary["p99_us"] / 1000,
         "non_2xx": summary["non_2xx"],
-        "socket_errors": summary["connect_errors"] + summary["read_errors"] + summary["write_errors"] + summary["timeouts"],
+        "socket_errors": summary["connect_errors"]
+        + summary["read_errors"]
+        + summary["write_errors"]
+        + summary["timeouts"],
     }
 
 
@@ -209,8 +228,12 @@ def main() -> None:
     # (they mostly wait on the batcher). Before connections were spread evenly over the workers
     # (mlapi.server.worker), 32 threads gave a p99 at concurrency 64 of 320-550 ms over nine
     # runs, and 64 threads 290-390 ms over eight, at the same throughput.
-    parser.add_argument("--threads", type=int, default=max(CONCURRENCY),
-                        help="request threads per worker (>= the connections one worker may hold)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(CONCURRENCY),
+        help="request threads per worker (>= the connections one worker may hold)",
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--redis-url", default=os.environ.get("MLAPI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -226,8 +249,11 @@ def main() -> None:
     bodies.write_text("\n".join(json.dumps({"text": t, "model_version": VERSION}) for t in CORPUS) + "\n")
     batch_bodies = bodies.with_name("batch.jsonl")
     batch_bodies.write_text(
-        "\n".join(json.dumps({"inputs": [CORPUS[(i + j) % len(CORPUS)] for j in range(32)], "model_version": VERSION})
-                  for i in range(0, len(CORPUS), 8)) + "\n"
+        "\n".join(
+            json.dumps({"inputs": [CORPUS[(i + j) % len(CORPUS)] for j in range(32)], "model_version": VERSION})
+            for i in range(0, len(CORPUS), 8)
+        )
+        + "\n"
     )
     server = Server(args.workers, args.threads, args.redis_url)
     key = server.start()
@@ -251,9 +277,16 @@ def main() -> None:
     limit_after = model_limit(args.workers, torch_threads, seconds, (best_batch,))[best_batch]
 
     results = {
-        "when": datetime.now(timezone.utc).isoformat(),
-        "setup": {"workers": args.workers, "threads": args.threads, "torch_threads": torch_threads,
-                  "cores": os.cpu_count(), "model": f"{MODEL}:{VERSION}", "seconds": seconds, "quick": args.quick},
+        "when": datetime.now(UTC).isoformat(),
+        "setup": {
+            "workers": args.workers,
+            "threads": args.threads,
+            "torch_threads": torch_threads,
+            "cores": os.cpu_count(),
+            "model": f"{MODEL}:{VERSION}",
+            "seconds": seconds,
+            "quick": args.quick,
+        },
         "model_limit": {"per_batch_size": rates, "L": limit, "L_after_server_runs": limit_after},
         "bare_model_p50_ms": bare_ms,
         "predict": predict_runs,
@@ -265,17 +298,25 @@ def main() -> None:
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / f"bench-{stamp}.png")
 
-    print(f"\nmodel-only limit L = {limit:.0f} sentences/s "
-          f"({', '.join(f'batch {b}: {r:.0f}' for b, r in rates.items())}); bare model p50 at batch 1: {bare_ms:.2f} ms")
-    print(f"L again after the server runs (batch {best_batch}): {limit_after:.0f} sentences/s "
-          f"({(limit_after / limit - 1) * 100:+.0f}%: how much the machine's speed moved during the run)")
+    print(
+        f"\nmodel-only limit L = {limit:.0f} sentences/s "
+        f"({', '.join(f'batch {b}: {r:.0f}' for b, r in rates.items())}); bare model p50 at batch 1: {bare_ms:.2f} ms"
+    )
+    print(
+        f"L again after the server runs (batch {best_batch}): {limit_after:.0f} sentences/s "
+        f"({(limit_after / limit - 1) * 100:+.0f}%: how much the machine's speed moved during the run)"
+    )
     print(f"{'run':<22}{'req/s':>9}{'sent/s':>9}{'x L':>7}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
     for run in predict_runs:
-        print(f"{'predict c=' + str(run['concurrency']):<22}{run['req_per_s']:>9.0f}{run['req_per_s']:>9.0f}"
-              f"{run['req_per_s'] / limit:>7.2f}{run['p50_ms']:>9.1f}{run['p99_ms']:>9.1f}{run['non_2xx']:>9}")
-    print(f"{'batch(32) c=' + str(batch_run['concurrency']):<22}{batch_run['req_per_s']:>9.1f}"
-          f"{batch_run['sentences_per_s']:>9.0f}{batch_run['sentences_per_s'] / limit:>7.2f}"
-          f"{batch_run['p50_ms']:>9.1f}{batch_run['p99_ms']:>9.1f}{batch_run['non_2xx']:>9}")
+        print(
+            f"{'predict c=' + str(run['concurrency']):<22}{run['req_per_s']:>9.0f}{run['req_per_s']:>9.0f}"
+            f"{run['req_per_s'] / limit:>7.2f}{run['p50_ms']:>9.1f}{run['p99_ms']:>9.1f}{run['non_2xx']:>9}"
+        )
+    print(
+        f"{'batch(32) c=' + str(batch_run['concurrency']):<22}{batch_run['req_per_s']:>9.1f}"
+        f"{batch_run['sentences_per_s']:>9.0f}{batch_run['sentences_per_s'] / limit:>7.2f}"
+        f"{batch_run['p50_ms']:>9.1f}{batch_run['p99_ms']:>9.1f}{batch_run['non_2xx']:>9}"
+    )
     print(f"overhead at c=1 (server p50 - bare model p50): {results['overhead_ms_at_c1']:.2f} ms")
     print(f"results: {args.out / f'bench-{stamp}.json'} and .png")
 

@@ -42,10 +42,10 @@ def main() -> None:
         for start in range(0, len(rows), 32):
             predictions += handler.predict([PredictInput(r["text"]) for r in rows[start : start + 32]])
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(rows)
-        correct = [p.label == r["label"] for p, r in zip(predictions, rows)]
+        correct = [p.label == r["label"] for p, r in zip(predictions, rows, strict=True)]
         print(f"sentiment:{version:<6}{sum(correct) / len(rows):>10.3f}{len(rows):>6}{elapsed_ms:>13.2f}")
         if args.show_errors:
-            for ok, p, r in zip(correct, predictions, rows):
+            for ok, p, r in zip(correct, predictions, rows, strict=True):
                 if not ok:
                     print(f"    {r['label']:>8} -> {p.label:<8} {p.confidence:.2f}  {r['text']}")
 

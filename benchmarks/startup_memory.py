@@ -42,15 +42,26 @@ def memory_mb(pid: int) -> tuple[float, float]:
 def main(workers: int = 2) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mlapi-startup-"))
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLAPI_WORKERS": str(workers), "MLAPI_BIND": f"127.0.0.1:{port}",
-           "MLAPI_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}"}
-    subprocess.run([sys.executable, "-m", "mlapi.cli.main", "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MLAPI_WORKERS": str(workers),
+        "MLAPI_BIND": f"127.0.0.1:{port}",
+        "MLAPI_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "mlapi.cli.main", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     log_path = workdir / "gunicorn.log"
     started = time.monotonic()
     with log_path.open("wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             first_answer = None
             while first_answer is None:

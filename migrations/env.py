@@ -6,11 +6,12 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 
 import mlapi.accounts.tables  # noqa: F401 (registers every table on the metadata)
-from mlapi.config import load_settings
 from mlapi.accounts.tables import Base, UTCDateTime
+from mlapi.config import load_settings
 
 config = context.config
 target_metadata = Base.metadata
+
 
 def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
     """Write the store's column types as plain SQLAlchemy types, so migrations never import app code."""

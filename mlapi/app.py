@@ -7,21 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mlapi import __version__
-from mlapi.web import auth, errors, metrics, ratelimit, readiness, request_context, runtime, versioning
+from mlapi.accounts import passwords
 from mlapi.api import register_blueprints
 from mlapi.cli import register_commands
 from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
-from mlapi.web.credential_cache import credential_change_hook, CredentialCache, RefusedKeys
 from mlapi.extensions import api, cors, db
+from mlapi.web import auth, errors, metrics, ratelimit, readiness, request_context, runtime, versioning
+from mlapi.web.credential_cache import CredentialCache, RefusedKeys, credential_change_hook
 from mlapi.web.logs import configure_logging
 from mlapi.web.openapi import OPENAPI_CONFIG
-from mlapi.accounts import passwords
 
 
 def create_app(
@@ -84,7 +84,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         app.extensions["mlapi_redis"] = client
         readiness.register_check(app, "redis", client.ping)
         # Built whatever the TTL: with 0 this process remembers no key but still tells the others.
-        credentials = CredentialCache(client, f"{settings.redis_prefix}:credentials-epoch", settings.credential_cache_ttl_s)
+        credentials = CredentialCache(
+            client, f"{settings.redis_prefix}:credentials-epoch", settings.credential_cache_ttl_s
+        )
         app.extensions["mlapi_credentials"] = credentials
     app.extensions["mlapi_refused_keys"] = RefusedKeys()
     db.on_credentials_changed = credential_change_hook(credentials, settings.credential_cache_ttl_s)

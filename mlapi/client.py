@@ -165,8 +165,11 @@ class Client:
         except requests.exceptions.RetryError as exc:  # retries spent on 429/503
             raise UnavailableError(503, {"error": "retries_exhausted", "detail": str(exc)}) from None
         except _WaitTooLong as exc:
-            raise RateLimitedError(429, {"error": "rate_limit_exceeded", "detail": "Retry-After exceeds max_wait"},
-                                   retry_after=exc.retry_after) from None
+            raise RateLimitedError(
+                429,
+                {"error": "rate_limit_exceeded", "detail": "Retry-After exceeds max_wait"},
+                retry_after=exc.retry_after,
+            ) from None
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -186,8 +189,9 @@ class Client:
         return {"Authorization": f"Bearer {self.access_token}"}
 
     def _login(self) -> None:
-        tokens = self._send("POST", "/v1/token", authenticate=False,
-                            data={"username": self.username, "password": self.password})
+        tokens = self._send(
+            "POST", "/v1/token", authenticate=False, data={"username": self.username, "password": self.password}
+        )
         self.access_token, self.refresh_token = tokens["access_token"], tokens.get("refresh_token")
 
     def _renew_token(self) -> None:

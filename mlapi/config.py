@@ -94,7 +94,7 @@ class Settings:
 class _Reader:
     """Reads one variable at a time and names it in every error."""
 
-    def __init__(self, environ: Mapping[str, str]):
+    def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
 
     def get(self, name: str, default: _T, parse: Callable[[str], _T]) -> _T:
@@ -206,9 +206,7 @@ def _deprecated_versions(raw: str) -> dict[str, VersionDeprecation]:
     for part in filter(None, (p.strip() for p in re.split(r"[;,]", raw))):
         version, sep, dates = (piece.strip() for piece in part.partition("="))
         if not sep or version not in API_VERSIONS:
-            raise ValueError(
-                f"expected 'version=[deprecation/]sunset' entries with versions {', '.join(API_VERSIONS)}"
-            )
+            raise ValueError(f"expected 'version=[deprecation/]sunset' entries with versions {', '.join(API_VERSIONS)}")
         if version in found:
             raise ValueError(f"{version} is listed twice")
         deprecated_raw, slash, sunset_raw = dates.rpartition("/")
@@ -328,7 +326,9 @@ def _check_production(settings: Settings) -> None:
     for name, value, generated in checked:
         reason = placeholder_reason(value, generated=generated) if value else None
         if reason is not None:
-            raise ConfigError(f"{name}: production mode refuses it: {reason}; generate one, e.g. `openssl rand -hex 32`")
+            raise ConfigError(
+                f"{name}: production mode refuses it: {reason}; generate one, e.g. `openssl rand -hex 32`"
+            )
 
 
 def resolve_settings(config: Settings | Mapping[str, Any] | None) -> Settings:

@@ -5,8 +5,8 @@ from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from mlapi.web.openapi import Api
 from mlapi.accounts.database import Database
+from mlapi.web.openapi import Api
 
 api = Api()
 cors = CORS()

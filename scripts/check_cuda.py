@@ -50,11 +50,22 @@ def cpu_reference() -> tuple[list[tuple[str, float]], list[list[float]]]:
 
 def start_server(workdir: Path, database: str, devices: str, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "MLAPI_DATABASE_URL": database, "MLAPI_DEVICES": devices, "MLAPI_WORKERS": str(workers),
-           "MLAPI_BIND": f"127.0.0.1:{port}", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "MLAPI_DATABASE_URL": database,
+        "MLAPI_DEVICES": devices,
+        "MLAPI_WORKERS": str(workers),
+        "MLAPI_BIND": f"127.0.0.1:{port}",
+        "HF_HUB_OFFLINE": "1",
+    }
     log = (workdir / f"gunicorn-{workers}.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()  # the server holds its own copy
     return server, f"http://127.0.0.1:{port}"
 
@@ -89,8 +100,8 @@ def embedding_speedup(batch: int = 32, rounds: int = 20) -> tuple[float, float]:
     """Milliseconds per batch of ``batch`` texts on cuda:0 and on the CPU, same weights, same process."""
     import torch
 
-    from mlapi.serving.manifest import load_manifest
     from mlapi.serving.encoder import SentenceEncoder
+    from mlapi.serving.manifest import load_manifest
 
     weights = load_manifest(ROOT / "models" / "minilm" / "1.0" / "manifest.json").weights_path()
     texts = [f"{TEXTS[i % len(TEXTS)]} ({i})" for i in range(batch)]
@@ -115,10 +126,10 @@ def main() -> int:
         return 0
     import requests
 
+    from mlapi.accounts import api_keys, user_accounts
     from mlapi.app import create_app
     from mlapi.cli.db_commands import upgrade_database
     from mlapi.extensions import db
-    from mlapi.accounts import api_keys, user_accounts
 
     workdir = Path(tempfile.mkdtemp(prefix="mlapi-cuda-"))
     database = f"sqlite:///{workdir / 'cuda.db'}"
@@ -135,10 +146,15 @@ def main() -> int:
             return 1
         health = requests.get(f"{url}/health", timeout=10).json()
         headers = {"X-API-Key": key}
-        batch = requests.post(f"{url}/v1/predict/batch", json={"inputs": TEXTS, "model_version": "1.0"},
-                              headers=headers, timeout=60).json()["predictions"]
-        vectors = [d["embedding"] for d in requests.post(f"{url}/v1/embeddings", json={"input": TEXTS},
-                                                         headers=headers, timeout=60).json()["data"]]
+        batch = requests.post(
+            f"{url}/v1/predict/batch", json={"inputs": TEXTS, "model_version": "1.0"}, headers=headers, timeout=60
+        ).json()["predictions"]
+        vectors = [
+            d["embedding"]
+            for d in requests.post(f"{url}/v1/embeddings", json={"input": TEXTS}, headers=headers, timeout=60).json()[
+                "data"
+            ]
+        ]
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -156,11 +172,11 @@ def main() -> int:
     problems = []
     if health["device"] != "cuda:0" or not health["gpu_available"]:
         problems.append(f"/health says device={health['device']} gpu_available={health['gpu_available']}")
-    for text, got, (label, confidence) in zip(TEXTS, batch, reference_predictions):
+    for text, got, (label, confidence) in zip(TEXTS, batch, reference_predictions, strict=True):
         if got["result"] != label or abs(got["confidence"] - confidence) > CONFIDENCE_TOLERANCE:
             problems.append(f"{text!r}: cuda {got['result']} {got['confidence']:.4f} vs cpu {label} {confidence:.4f}")
     worst = max(
-        abs(a - b) for got, want in zip(vectors, reference_vectors) for a, b in zip(got, want)
+        abs(a - b) for got, want in zip(vectors, reference_vectors, strict=True) for a, b in zip(got, want, strict=True)
     )
     if worst > EMBEDDING_TOLERANCE:
         problems.append(f"embeddings differ by up to {worst:.2e} (tolerance {EMBEDDING_TOLERANCE})")

@@ -10,11 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import text
 
+from mlapi.accounts import passwords
+from mlapi.accounts.tables import Base
 from mlapi.app import create_app
 from mlapi.cli.db_commands import upgrade_database
 from mlapi.extensions import db
-from mlapi.accounts import passwords
-from mlapi.accounts.tables import Base
 from tests.factories import Factory
 from tests.services import fresh_postgres_database
 
@@ -51,7 +51,7 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # noqa: ANN001
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     """Parametrises a test over the embedded SQLite database and the real PostgreSQL server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'mlapi.db'}"
@@ -71,7 +71,7 @@ def make_test_app(database_url: str, *, migrate: bool = True, load_models: bool 
 
 
 @pytest.fixture
-def app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
+def app(tmp_path) -> Iterator[Flask]:
     app = make_test_app(f"sqlite:///{tmp_path / 'mlapi.db'}")
     yield app
     db.dispose()
@@ -86,7 +86,7 @@ def db_app(database_url: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def uncached_app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
+def uncached_app(tmp_path) -> Iterator[Flask]:
     """Like ``app``, without the prediction cache: for tests that compare fresh model outputs."""
     app = make_test_app(f"sqlite:///{tmp_path / 'mlapi.db'}", MLAPI_CACHE_TTL_S="0")
     yield app

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import itertools
-
 from datetime import timedelta
 
 from flask import Flask
 from flask_jwt_extended import create_access_token
 
-from mlapi.extensions import db
 from mlapi.accounts import api_keys, sessions, user_accounts
-from mlapi.accounts.tables import ALL_MODELS, ApiKey, DEFAULT_SCOPES, User
+from mlapi.accounts.tables import ALL_MODELS, DEFAULT_SCOPES, ApiKey, User
 from mlapi.api.v1.tokens import issue_tokens
+from mlapi.extensions import db
 
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
@@ -22,7 +21,7 @@ class Factory:
     def __init__(self, app: Flask) -> None:
         self.app = app
 
-    def user(self, username: str | None = None, *, tier: str = "free", admin: bool = False, **fields) -> User:  # noqa: ANN003
+    def user(self, username: str | None = None, *, tier: str = "free", admin: bool = False, **fields) -> User:
         name = username or f"user{next(_names)}"
         return user_accounts.create_user(db.session, name, PASSWORD, tier=tier, is_admin=admin, **fields)
 
@@ -37,7 +36,7 @@ class Factory:
     ) -> tuple[ApiKey, str]:
         return api_keys.create_api_key(db.session, user, label, expires_in_days, scopes=scopes, models=models)
 
-    def key_headers(self, user: User, **grant) -> dict[str, str]:  # noqa: ANN003 (scopes, models)
+    def key_headers(self, user: User, **grant) -> dict[str, str]:
         return {"X-API-Key": self.api_key(user, **grant)[1]}
 
     def login_tokens(self, user: User) -> dict:
@@ -50,7 +49,9 @@ class Factory:
             return self.login_tokens(user)["access_token"]
         issued = sessions.start(db.session, user, timedelta(days=1))
         with self.app.app_context():
-            return create_access_token(identity=user, additional_claims={"sid": issued.session_id}, expires_delta=expires_delta)
+            return create_access_token(
+                identity=user, additional_claims={"sid": issued.session_id}, expires_delta=expires_delta
+            )
 
     def refresh_token(self, user: User) -> str:
         return self.login_tokens(user)["refresh_token"]

@@ -10,11 +10,11 @@ def key(body: dict) -> dict[str, str]:
     return {"X-API-Key": body["key"]}
 
 
-def create(client, headers, **body):  # noqa: ANN001, ANN201 (a Flask test client and its response)
+def create(client, headers, **body):
     return client.post("/v1/api-keys", json={"label": "k", **body}, headers=headers)
 
 
-def assert_403(response, error: str) -> dict:  # noqa: ANN001 (a Flask test response)
+def assert_403(response, error: str) -> dict:
     assert response.status_code == 403, response.get_json()
     body = response.get_json()
     assert body["error"] == error and body["status_code"] == 403

@@ -36,9 +36,26 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made by the test (it is also the CA to trust)."""
     certificate, key = folder / "mlapi.crt", folder / "mlapi.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+        ],
+        check=True,
+        capture_output=True,
     )
     return certificate, key
 
@@ -53,7 +70,9 @@ class NginxServer:
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.url = f"https://127.0.0.1:{self.port}"
         self.certificate, key = make_certificate(workdir)  # clients trust it: requests' verify=
-        (workdir / "site.conf").write_text(render_site(upstream_ports, self.http_port, self.port, self.certificate, key))
+        (workdir / "site.conf").write_text(
+            render_site(upstream_ports, self.http_port, self.port, self.certificate, key)
+        )
         temp = workdir / "temp"
         temp.mkdir(exist_ok=True)
         (workdir / "nginx.conf").write_text(f"""
@@ -77,7 +96,8 @@ http {{
     def __enter__(self) -> NginxServer:
         self.process = subprocess.Popen(
             [self.binary, "-c", str(self.workdir / "nginx.conf"), "-p", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for _ in range(100):
             if self.process.poll() is not None:

@@ -38,10 +38,7 @@ class ExportedLengthClassifier(Handler):
         lengths = torch.tensor([float(len(item.text)) for item in items])
         probabilities = torch.softmax(self.module(lengths), dim=1).tolist()
         labels = self.manifest.labels
-        return [
-            Prediction(labels[int(p[1] > p[0])], max(p), dict(zip(labels, p)))
-            for p in probabilities
-        ]
+        return [Prediction(labels[int(p[1] > p[0])], max(p), dict(zip(labels, p, strict=True))) for p in probabilities]
 
 
 class ScriptedClassifier(Handler):

@@ -32,7 +32,9 @@ def test_create_user(client, admin_headers):
 
 def test_duplicate_username_is_409(client, factory, admin_headers):
     factory.user("taken")
-    response = client.post("/v1/admin/users", json={"username": "taken", "password": "long enough pw"}, headers=admin_headers)
+    response = client.post(
+        "/v1/admin/users", json={"username": "taken", "password": "long enough pw"}, headers=admin_headers
+    )
     assert response.status_code == 409
     assert "taken" in response.get_json()["detail"]
 

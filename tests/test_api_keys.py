@@ -1,11 +1,11 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
 
-from mlapi.extensions import db
 from mlapi.accounts.api_keys import LAST_USED_RESOLUTION
 from mlapi.accounts.tables import ApiKey
+from mlapi.extensions import db
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_last_used_is_written_at_most_once_a_minute(client, factory, alice):
     db.session.expire_all()
     assert db.session.get(ApiKey, record.id).last_used_at == first
 
-    long_ago = datetime.now(timezone.utc) - LAST_USED_RESOLUTION - timedelta(seconds=1)
+    long_ago = datetime.now(UTC) - LAST_USED_RESOLUTION - timedelta(seconds=1)
     db.session.execute(update(ApiKey).where(ApiKey.id == record.id).values(last_used_at=long_ago))
     db.session.commit()
     client.get("/v1/users/me", headers={"X-API-Key": key})

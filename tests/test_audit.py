@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from mlapi.extensions import db
 from mlapi.accounts import audit, user_accounts
 from mlapi.accounts.audit import Actor
 from mlapi.accounts.tables import AuditEvent
+from mlapi.extensions import db
 from tests.factories import PASSWORD
 
 CLI_ACTOR = f"cli:{getpass.getuser()}"
@@ -76,7 +76,9 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
     recorder = Recorder()
 
     created = client.post(
-        "/v1/admin/users", json={"username": "ann", "password": "secret password 1", "tier": "pro"}, headers=admin_headers
+        "/v1/admin/users",
+        json={"username": "ann", "password": "secret password 1", "tier": "pro"},
+        headers=admin_headers,
     )
     assert created.status_code == 201
     assert_api_event(recorder.one(), created, "root", "user.created", "ann", {"tier": "pro", "is_admin": False})
@@ -99,8 +101,12 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
     assert own.status_code == 201
     key = own.get_json()
     key_detail = {
-        "key_id": key["id"], "prefix": key["prefix"], "label": "laptop",
-        "scopes": ["inference", "models:read"], "models": ["*"], "parent_key_id": None,
+        "key_id": key["id"],
+        "prefix": key["prefix"],
+        "label": "laptop",
+        "scopes": ["inference", "models:read"],
+        "models": ["*"],
+        "parent_key_id": None,
     }
     assert_api_event(recorder.one(), own, "ann", "key.created", "ann", key_detail)
 
@@ -113,10 +119,18 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
     by_admin = client.delete(f"/v1/admin/users/ann/api-keys/{second['id']}", headers=admin_headers)
     assert by_admin.status_code == 204
     assert_api_event(
-        recorder.one(), by_admin, "root", "key.revoked", "ann",
+        recorder.one(),
+        by_admin,
+        "root",
+        "key.revoked",
+        "ann",
         {
-            "key_id": second["id"], "prefix": second["prefix"], "label": "ci",
-            "scopes": ["inference", "models:read"], "models": ["*"], "parent_key_id": None,
+            "key_id": second["id"],
+            "prefix": second["prefix"],
+            "label": "ci",
+            "scopes": ["inference", "models:read"],
+            "models": ["*"],
+            "parent_key_id": None,
         },
     )
 
@@ -124,8 +138,9 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
 def test_the_audit_log_never_holds_a_secret(client, factory, admin_headers):
     password = "a very secret password"
     client.post("/v1/admin/users", json={"username": "sam", "password": password}, headers=admin_headers)
-    key = client.post("/v1/api-keys", json={"label": "x"}, headers=factory.token_headers(
-        user_accounts.get_user(db.session, "sam"))).get_json()["key"]
+    key = client.post(
+        "/v1/api-keys", json={"label": "x"}, headers=factory.token_headers(user_accounts.get_user(db.session, "sam"))
+    ).get_json()["key"]
     with db.engine.connect() as connection:
         dumped = str(connection.execute(text("SELECT * FROM audit_events")).all())
     assert "sam" in dumped and "key.created" in dumped
@@ -150,7 +165,9 @@ def test_failed_api_actions_write_nothing(client, factory, admin_headers):
     member_headers = factory.token_headers(member)
     other_key_id = factory.api_key(factory.user("olaf"))[0].id
     recorder = Recorder()
-    duplicate = client.post("/v1/admin/users", json={"username": "mia", "password": "long enough pw"}, headers=admin_headers)
+    duplicate = client.post(
+        "/v1/admin/users", json={"username": "mia", "password": "long enough pw"}, headers=admin_headers
+    )
     assert duplicate.status_code == 409
     assert client.patch("/v1/admin/users/ghost", json={"tier": "pro"}, headers=admin_headers).status_code == 404
     assert client.patch("/v1/admin/users/mia", json={"tier": "gold"}, headers=admin_headers).status_code == 422
@@ -206,8 +223,12 @@ def test_each_cli_action_writes_one_row(runner):
     key = invoke(runner, "keys", "create", "carl", "--label", "deploy").stdout.strip().splitlines()[0]
     created = recorder.one()
     key_detail = {
-        "key_id": created.detail["key_id"], "prefix": key[:12], "label": "deploy",
-        "scopes": ["inference", "models:read"], "models": ["*"], "parent_key_id": None,
+        "key_id": created.detail["key_id"],
+        "prefix": key[:12],
+        "label": "deploy",
+        "scopes": ["inference", "models:read"],
+        "models": ["*"],
+        "parent_key_id": None,
     }
     assert_cli_event(created, "key.created", "carl", key_detail)
     invoke(runner, "keys", "revoke", str(key_detail["key_id"]))
@@ -260,7 +281,16 @@ def test_the_endpoint_pages_newest_first(client, admin_headers):
     first = client.get("/v1/admin/audit", headers=admin_headers).get_json()["data"][0]
     assert first["target"] == "target4"
     assert set(first) == {
-        "id", "occurred_at", "actor", "actor_key_id", "action", "target", "source", "request_id", "ip_address", "detail"
+        "id",
+        "occurred_at",
+        "actor",
+        "actor_key_id",
+        "action",
+        "target",
+        "source",
+        "request_id",
+        "ip_address",
+        "detail",
     }
 
 
@@ -319,7 +349,10 @@ def test_cli_list_as_json_lines(runner):
     [line] = invoke(runner, "audit", "list", "--json").output.strip().splitlines()
     event = json.loads(line)
     assert {k: event[k] for k in ("actor", "action", "target", "source", "detail")} == {
-        "actor": CLI_ACTOR, "action": "user.created", "target": "jo", "source": "cli",
+        "actor": CLI_ACTOR,
+        "action": "user.created",
+        "target": "jo",
+        "source": "cli",
         "detail": {"tier": "free", "is_admin": False},
     }
 

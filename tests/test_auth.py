@@ -6,13 +6,13 @@ import warnings
 from datetime import timedelta
 
 import jwt as pyjwt
-from jwt.warnings import InsecureKeyLengthWarning
 import pytest
+from jwt.warnings import InsecureKeyLengthWarning
 from sqlalchemy import update
 
-from mlapi.extensions import db
 from mlapi.accounts import user_accounts
 from mlapi.accounts.tables import ApiKey, User, utcnow
+from mlapi.extensions import db
 from tests.factories import PASSWORD
 
 
@@ -236,7 +236,7 @@ def test_secrets_never_reach_the_database_in_plain_text(client, factory):
             str(row) for table in ("users", "api_keys") for row in connection.exec_driver_sql(f"SELECT * FROM {table}")
         )
     assert PASSWORD not in dump
-    assert key not in dump and key[len("mlapi_"):] not in dump
+    assert key not in dump and key[len("mlapi_") :] not in dump
     assert "$argon2id$" in dump
 
 

@@ -29,8 +29,10 @@ TARGETS = [
     "I love this phone, the battery lasts for days.",
     "It was okay, I guess.",
 ]
-WORDS = ("the food service was slow fast fine great awful phone battery lasts days refund broke love hate "
-         "hotel staff rude friendly quiet noisy movie plot boring brilliant ticket price value").split()
+WORDS = (
+    "the food service was slow fast fine great awful phone battery lasts days refund broke love hate "
+    "hotel staff rude friendly quiet noisy movie plot boring brilliant ticket price value"
+).split()
 VERSIONS = [manifest for manifest in ModelStore.open(MODEL_DIR).all()]
 
 
@@ -43,7 +45,7 @@ def with_targets(seed: int) -> tuple[list[str], list[int]]:
     """99 - len(TARGETS) + len(TARGETS) = 100 texts, the targets at random places."""
     texts = neighbours(100 - len(TARGETS), seed)
     positions = sorted(random.Random(seed).sample(range(100), len(TARGETS)))
-    for position, target in zip(positions, TARGETS):
+    for position, target in zip(positions, TARGETS, strict=True):
         texts.insert(position, target)
     return texts, positions
 
@@ -74,12 +76,12 @@ def test_an_answer_alone_equals_the_answer_in_a_batch_request_of_100(client, hea
     chosen = {"model": manifest.name, "model_version": manifest.version}
     if manifest.task == "embedding":
         batch = client.post("/v1/embeddings", json={"input": texts, **chosen}, headers=headers).get_json()["data"]
-        for position, target in zip(positions, TARGETS):
+        for position, target in zip(positions, TARGETS, strict=True):
             alone = client.post("/v1/embeddings", json={"input": target, **chosen}, headers=headers).get_json()
             assert_same_embedding(alone["data"][0]["embedding"], batch[position]["embedding"])
         return
     batch = client.post("/v1/predict/batch", json={"inputs": texts, **chosen}, headers=headers).get_json()
-    for position, target in zip(positions, TARGETS):
+    for position, target in zip(positions, TARGETS, strict=True):
         alone = client.post("/v1/predict", json={"text": target, **chosen}, headers=headers).get_json()
         assert_same_prediction(alone, batch["predictions"][position])
 
@@ -88,8 +90,9 @@ def test_an_answer_alone_equals_the_answer_in_a_batch_request_of_100(client, hea
 def engine():
     """The serving core alone, batching concurrent single-text requests up to 32 with a 1 s wait."""
     registry = ModelRegistry(ModelStore.open(MODEL_DIR), "cpu").load()
-    serving = InferenceEngine(registry, BatchingSettings(max_batch_size=32, max_delay_s=1.0, max_queue=256,
-                                                         timeout_s=60))
+    serving = InferenceEngine(
+        registry, BatchingSettings(max_batch_size=32, max_delay_s=1.0, max_queue=256, timeout_s=60)
+    )
     yield serving
     serving.close()
 
@@ -97,13 +100,18 @@ def engine():
 @pytest.mark.parametrize("manifest", VERSIONS, ids=lambda m: m.id)
 def test_an_answer_alone_equals_the_answer_in_a_dynamically_formed_batch(engine, manifest):
     texts = TARGETS + neighbours(13, seed=7)
-    if manifest.task == "embedding":
-        run = lambda text: engine.embed(manifest.name, manifest.version, [text])  # noqa: E731
-        value = lambda outcome: outcome.embeddings[0].vector  # noqa: E731
-    else:
-        run = lambda text: engine.predict(manifest.name, manifest.version, [PredictInput(text)], cache_scope=SHARED)  # noqa: E731
-        value = lambda outcome: {"result": outcome.predictions[0].label,  # noqa: E731
-                                 "confidence": outcome.predictions[0].confidence}
+    embedding = manifest.task == "embedding"
+
+    def run(text: str):
+        if embedding:
+            return engine.embed(manifest.name, manifest.version, [text])
+        return engine.predict(manifest.name, manifest.version, [PredictInput(text)], cache_scope=SHARED)
+
+    def value(outcome):
+        if embedding:
+            return outcome.embeddings[0].vector
+        return {"result": outcome.predictions[0].label, "confidence": outcome.predictions[0].confidence}
+
     alone = {text: run(text) for text in TARGETS}
     assert all(outcome.batch_size == 1 for outcome in alone.values())
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from mlapi.extensions import db
 from mlapi.accounts import user_accounts
+from mlapi.extensions import db
 
 
-def invoke(runner, *args, input=None):  # noqa: A002 (click's name)
+def invoke(runner, *args, input=None):
     return runner.invoke(args=list(args), input=input)
 
 
@@ -86,7 +86,16 @@ def test_keys_create_list_revoke(runner, client):
 
     listing = invoke(runner, "keys", "list", "hank").output.splitlines()
     assert listing[0].split("\t") == [
-        "id", "prefix", "label", "created", "expires", "last_used", "revoked", "scopes", "models", "parent"
+        "id",
+        "prefix",
+        "label",
+        "created",
+        "expires",
+        "last_used",
+        "revoked",
+        "scopes",
+        "models",
+        "parent",
     ]
     [row] = listing[1:]
     assert "deploy" in row and key[:12] in row and key not in row
@@ -110,7 +119,9 @@ def test_bootstrap_is_refused_in_production(tmp_path):
     from tests.conftest import make_test_app
 
     app = make_test_app(
-        f"sqlite:///{tmp_path / 'prod.db'}", MLAPI_ENV="production", MLAPI_SECRET_KEY="Zq8-vN3wK7rB2xT9mJ5hL1cF6dG4sP0y-Aa"
+        f"sqlite:///{tmp_path / 'prod.db'}",
+        MLAPI_ENV="production",
+        MLAPI_SECRET_KEY="Zq8-vN3wK7rB2xT9mJ5hL1cF6dG4sP0y-Aa",
     )
     try:
         result = app.test_cli_runner().invoke(args=["bootstrap"])
@@ -126,7 +137,10 @@ def test_models_list_reads_the_store_without_loading_it(runner):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert [line.split("\t")[:2] for line in lines] == [
-        ["name", "version"], ["minilm", "1.0*"], ["sentiment", "1.0 "], ["sentiment", "1.1*"]
+        ["name", "version"],
+        ["minilm", "1.0*"],
+        ["sentiment", "1.0 "],
+        ["sentiment", "1.1*"],
     ]
 
 
@@ -142,13 +156,16 @@ def test_models_list_reports_a_broken_store_in_one_line(tmp_path):
     finally:
         db.dispose()
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"Error: {broken / 'manifest.json'}: weights not found at {broken / 'gone'}"]
+    assert result.output.strip().splitlines() == [
+        f"Error: {broken / 'manifest.json'}: weights not found at {broken / 'gone'}"
+    ]
 
 
 def test_keys_create_takes_scopes_and_models(runner, client):
     invoke(runner, "users", "create", "iris", "--password", "pw pw pw pw")
-    result = invoke(runner, "keys", "create", "iris", "--scope", "inference", "--scope", "keys:write",
-                    "--model", "minilm")
+    result = invoke(
+        runner, "keys", "create", "iris", "--scope", "inference", "--scope", "keys:write", "--model", "minilm"
+    )
     assert result.exit_code == 0, result.output
     key = result.stdout.strip()
     assert "scopes inference keys:write" in result.stderr and "models minilm" in result.stderr
@@ -159,8 +176,9 @@ def test_keys_create_takes_scopes_and_models(runner, client):
     [row] = invoke(runner, "keys", "list", "iris").output.splitlines()[1:]
     assert row.split("\t")[-3:] == ["inference,keys:write", "minilm", "-"]
 
-    child = client.post("/v1/api-keys", json={"label": "c", "scopes": ["inference"], "models": ["minilm"]},
-                        headers=headers).get_json()
+    child = client.post(
+        "/v1/api-keys", json={"label": "c", "scopes": ["inference"], "models": ["minilm"]}, headers=headers
+    ).get_json()
     parent_id = row.split("\t")[0]
     assert child["parent_key_id"] == int(parent_id)
     revoked = invoke(runner, "keys", "revoke", parent_id)

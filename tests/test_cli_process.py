@@ -32,14 +32,20 @@ finally:
 
 
 @pytest.fixture
-def environment(tmp_path) -> dict[str, str]:  # noqa: ANN001
+def environment(tmp_path) -> dict[str, str]:
     kept = {k: v for k, v in os.environ.items() if not k.startswith("MLAPI_") or k.startswith("MLAPI_TEST_")}
     return {**kept, "MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "HF_HUB_OFFLINE": "1"}
 
 
 def mlapi(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-c", RUN_AND_REPORT_TORCH, *args], cwd=ROOT, env=environment,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_REPORT_TORCH, *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode in (0, None), result.stderr[-3000:]
     return result
 
@@ -75,12 +81,22 @@ print("torch imported:", "torch" in sys.modules, file=sys.stderr)
 
 def test_admin_commands_do_not_import_torch(environment):
     commands = ["--help", "db upgrade", "users list", "keys list nobody", "models list", "bootstrap"]
-    result = subprocess.run([sys.executable, "-c", RUN_SEVERAL_AND_REPORT_TORCH, *commands], cwd=ROOT,
-                            env=environment, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_SEVERAL_AND_REPORT_TORCH, *commands],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "torch imported: False" in result.stderr, result.stderr[-3000:]
     assert [line for line in result.stderr.splitlines() if " exited " in line] == [
-        "--help exited 0", "db upgrade exited 0", "users list exited 0", "keys list nobody exited 1",
-        "models list exited 0", "bootstrap exited 0",
+        "--help exited 0",
+        "db upgrade exited 0",
+        "users list exited 0",
+        "keys list nobody exited 1",
+        "models list exited 0",
+        "bootstrap exited 0",
     ]
 
 

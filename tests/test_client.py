@@ -109,17 +109,29 @@ def test_cli_predict_and_embed(served):
     server, keys = served
     env = {**os.environ, "MLAPI_API_KEY": keys["main"]}
     mlapi = [sys.executable, "-m", "mlapi.cli.main"]
-    predicted = subprocess.run([*mlapi, "predict", "What a lovely day", "--url", server.url],
-                               env=env, capture_output=True, text=True, timeout=120)
+    predicted = subprocess.run(
+        [*mlapi, "predict", "What a lovely day", "--url", server.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert predicted.returncode == 0, predicted.stderr
     assert '"result": "positive"' in predicted.stdout
-    embedded = subprocess.run([*mlapi, "embed", "hello", "--url", server.url],
-                              env=env, capture_output=True, text=True, timeout=120)
+    embedded = subprocess.run(
+        [*mlapi, "embed", "hello", "--url", server.url], env=env, capture_output=True, text=True, timeout=120
+    )
     assert embedded.returncode == 0 and embedded.stdout.count(",") == 383
-    refused = subprocess.run([*mlapi, "predict", "x", "--url", server.url, "--model", "nope"],
-                             env=env, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [*mlapi, "predict", "x", "--url", server.url, "--model", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 1 and "model_not_found" in refused.stderr
     keyless = {k: v for k, v in env.items() if k != "MLAPI_API_KEY"}
-    missing = subprocess.run([*mlapi, "predict", "x", "--url", server.url], env=keyless,
-                             capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [*mlapi, "predict", "x", "--url", server.url], env=keyless, capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 1 and "MLAPI_API_KEY" in missing.stderr

@@ -99,8 +99,12 @@ def test_production_refuses_placeholders_and_low_entropy_secrets(name, value):
 
 @pytest.mark.parametrize("generated", [secrets.token_hex(32), secrets.token_urlsafe(32), STRONG_SECRET])
 def test_production_accepts_generated_secrets(generated):
-    assert load_settings({"MLAPI_ENV": "production", "MLAPI_SECRET_KEY": generated,
-                          "MLAPI_METRICS_TOKEN": generated}).secret_key == generated
+    assert (
+        load_settings(
+            {"MLAPI_ENV": "production", "MLAPI_SECRET_KEY": generated, "MLAPI_METRICS_TOKEN": generated}
+        ).secret_key
+        == generated
+    )
 
 
 def test_production_accepts_a_strong_secret():

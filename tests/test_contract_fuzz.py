@@ -66,7 +66,7 @@ CONFIG = {
 }
 
 
-def status_documented_explicitly(ctx, response, case):  # noqa: ANN001, ANN201 (a Schemathesis check)
+def status_documented_explicitly(ctx, response, case):
     """Like ``status_code_conformance``, but the catch-all ``default`` response documents nothing."""
     if case.method.upper() != case.operation.method.upper():
         return None  # another method: the built-in unsupported_method check wants its 405
@@ -77,7 +77,7 @@ def status_documented_explicitly(ctx, response, case):  # noqa: ANN001, ANN201 (
     return None
 
 
-def refused_only_by_the_model_store(ctx, response, case):  # noqa: ANN001, ANN201 (a Schemathesis check)
+def refused_only_by_the_model_store(ctx, response, case):
     """Valid inference data gets a 422 only for a model of another task or dimensions it does not give."""
     positive = case.meta is not None and case.meta.generation.mode.is_positive
     if case.operation.label not in INFERENCE or not positive or response.status_code != 422:
@@ -119,7 +119,7 @@ class Credentials:
 
 
 @pytest.fixture
-def fuzz_app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
+def fuzz_app(tmp_path) -> Iterator[Flask]:
     app = make_test_app(f"sqlite:///{tmp_path / 'fuzz.db'}", **LIMITS)
     yield app
     db.dispose()
@@ -128,15 +128,13 @@ def fuzz_app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
 @pytest.fixture
 def api_schema(fuzz_app: Flask) -> OpenApiSchema:
     credentials = Credentials(fuzz_app)
-    schema = schemathesis.openapi.from_wsgi(
-        "/v1/openapi.json", fuzz_app, config=schemathesis.Config.from_dict(CONFIG)
-    )
+    schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", fuzz_app, config=schemathesis.Config.from_dict(CONFIG))
 
     # Hostile values a JSON Schema cannot describe, mixed into the negative cases: an integer past
     # Python's 4,300-digit limit (once a 500 on every JSON endpoint) and Inference-Header-Content-Length
     # values that str.isdigit() accepts and int() does not (once a 500 on /v2 infer).
     @schema.hook("flatmap_case")
-    def hostile_numbers(context, case):  # noqa: ANN001, ANN201 (a Schemathesis hook)
+    def hostile_numbers(context, case):
         if case.meta is None or case.meta.generation.mode.is_positive:
             return st.just(case)
         choices = ["as generated"]
@@ -149,10 +147,10 @@ def api_schema(fuzz_app: Flask) -> OpenApiSchema:
     # Not cached: the token endpoints need a fresh token for every case.
     @schema.auth(refresh_interval=None)
     class RealCredentials:
-        def get(self, case, context):  # noqa: ANN001, ANN201 (Schemathesis's AuthProvider)
+        def get(self, case, context):
             return credentials.headers(case.operation.label)
 
-        def set(self, case, data, context):  # noqa: ANN001, ANN201
+        def set(self, case, data, context):
             case.headers = {**(case.headers or {}), **data}
 
     return schema
@@ -162,14 +160,17 @@ LONG_INTEGER = "9" * 5000
 HOSTILE_HEADER_LENGTHS = ("²", "١٢", "7" * 5000)
 
 
-def with_hostile_number(case, choice: str):  # noqa: ANN001, ANN201 (a Schemathesis Case)
+def with_hostile_number(case, choice: str):
     if choice == "long integer":
         # Written as text: json.dumps cannot write such an integer (the same limit), the client must.
         document = json.dumps(case.body)
         case.body = (document[:-1] + (", " if case.body else "") + f'"long_number": {LONG_INTEGER}}}').encode()
         hostile_cases["long integer"] += 1
     elif choice.startswith("header length "):
-        case.headers = {**(case.headers or {}), "Inference-Header-Content-Length": choice.removeprefix("header length ")}
+        case.headers = {
+            **(case.headers or {}),
+            "Inference-Header-Content-Length": choice.removeprefix("header length "),
+        }
         hostile_cases["header length"] += 1
     return case
 
@@ -207,9 +208,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-def test_every_response_keeps_the_documented_contract(case, answers):  # noqa: ANN001
-    response = case.call_and_validate(
-        additional_checks=[status_documented_explicitly, refused_only_by_the_model_store]
-    )
+def test_every_response_keeps_the_documented_contract(case, answers):
+    response = case.call_and_validate(additional_checks=[status_documented_explicitly, refused_only_by_the_model_store])
     documented_method = case.method.upper() == case.operation.method.upper()
     answers[(case.operation.label if documented_method else OTHER_METHODS, response.status_code)] += 1

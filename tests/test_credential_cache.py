@@ -18,11 +18,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import event, text
 
-from mlapi.web import credential_cache
-from mlapi.web.credential_cache import CredentialCache
-from mlapi.extensions import db
 from mlapi.accounts import api_keys, user_accounts
 from mlapi.accounts.tables import utcnow
+from mlapi.extensions import db
+from mlapi.web import credential_cache
+from mlapi.web.credential_cache import CredentialCache
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.services import REDIS_URL, free_port, redis_available, unique_prefix
@@ -40,7 +40,7 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def cached_app(database_url: str, prefix: str):  # noqa: ANN201
+def cached_app(database_url: str, prefix: str):
     app = make_test_app(
         database_url,
         load_models=False,
@@ -66,7 +66,7 @@ class KeyLookups:
         event.remove(db.engine, "before_cursor_execute", self._seen)
 
 
-def me(client, key: str):  # noqa: ANN001, ANN201
+def me(client, key: str):
     return client.get("/v1/users/me", headers={"X-API-Key": key})
 
 
@@ -123,7 +123,10 @@ def test_a_revocation_by_another_process_applies_on_the_next_request(cached_app,
     assert me(client, key).status_code == 200
     env = {**os.environ, "MLAPI_DATABASE_URL": database_url, "MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": prefix}
     revoked = subprocess.run(
-        [sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert revoked.returncode == 0, revoked.stderr
     assert "warning" not in revoked.stderr  # broadcast: nothing to wait for
@@ -137,7 +140,9 @@ def test_a_lost_epoch_makes_every_remembered_key_suspect(cached_app, prefix):
     # A write the cache never hears of (plain SQL), then Redis loses its data (a restart without
     # persistence): the epoch is gone, so the remembered key must be looked up again.
     with db.engine.begin() as connection:
-        connection.execute(text("UPDATE api_keys SET revoked_at = :now WHERE id = :id"), {"now": utcnow(), "id": record.id})
+        connection.execute(
+            text("UPDATE api_keys SET revoked_at = :now WHERE id = :id"), {"now": utcnow(), "id": record.id}
+        )
     assert me(client, key).status_code == 200  # the epoch still stands: served from memory
     redis.Redis.from_url(REDIS_URL).delete(f"{prefix}:credentials-epoch")
     assert me(client, key).get_json()["error"] == "revoked_key"
@@ -244,7 +249,9 @@ def test_the_cli_warns_when_it_cannot_broadcast_a_revocation(cached_app, databas
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPI_") or k.startswith("MLAPI_TEST_")}
     revoked = subprocess.run(  # no MLAPI_REDIS_URL here, as a careless operator might run it
         [sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)],
-        env={**env, "MLAPI_DATABASE_URL": database_url}, capture_output=True, text=True,
+        env={**env, "MLAPI_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
     )
     assert revoked.returncode == 0, revoked.stderr
     assert revoked.stdout.strip() == f"key {record.id} revoked"
@@ -255,8 +262,9 @@ def test_the_cli_warns_when_it_cannot_broadcast_a_revocation(cached_app, databas
 @pytest.mark.parametrize("redis_configured", [True, False])
 def test_a_key_refused_for_good_costs_no_more_queries(tmp_path, prefix, redis_configured):
     settings = {"MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": prefix} if redis_configured else {}
-    app = make_test_app(f"sqlite:///{tmp_path / 'refused.db'}", load_models=False,
-                        MLAPI_ANON_LIMIT="1000/minute", **settings)
+    app = make_test_app(
+        f"sqlite:///{tmp_path / 'refused.db'}", load_models=False, MLAPI_ANON_LIMIT="1000/minute", **settings
+    )
     factory, client = Factory(app), app.test_client()
     record, revoked_key = factory.api_key(factory.user("wes"))
     with app.app_context():
@@ -278,9 +286,18 @@ def test_a_process_that_remembers_no_key_still_broadcasts(cached_app, database_u
     factory, client = Factory(cached_app), cached_app.test_client()
     record, key = factory.api_key(factory.user("xia"))
     assert me(client, key).status_code == 200  # remembered by the server
-    env = {**os.environ, "MLAPI_DATABASE_URL": database_url, "MLAPI_REDIS_URL": REDIS_URL,
-           "MLAPI_REDIS_PREFIX": prefix, "MLAPI_CREDENTIAL_CACHE_TTL_S": "0"}
-    revoked = subprocess.run([sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)], env=env,
-                             capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "MLAPI_DATABASE_URL": database_url,
+        "MLAPI_REDIS_URL": REDIS_URL,
+        "MLAPI_REDIS_PREFIX": prefix,
+        "MLAPI_CREDENTIAL_CACHE_TTL_S": "0",
+    }
+    revoked = subprocess.run(
+        [sys.executable, "-m", "mlapi.cli.main", "keys", "revoke", str(record.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert revoked.returncode == 0 and "warning" not in revoked.stderr, revoked.stderr
     assert me(client, key).get_json()["error"] == "revoked_key"

@@ -6,8 +6,8 @@ from contextlib import ExitStack
 import pytest
 from flask import Flask
 
-from mlapi.web.auth import requires_auth
 from mlapi.extensions import api, db
+from mlapi.web.auth import requires_auth
 from mlapi.web.openapi import Blueprint
 
 

@@ -136,7 +136,9 @@ def test_swagger_ui_authorizes_with_an_api_key_and_runs_a_prediction_offline(tab
         )
         operation.locator(".opblock-summary").click()
         operation.get_by_role("button", name="Try it out").click()
-        operation.locator("textarea.body-param__text").fill('{"text": "I love this phone, the battery lasts for days."}')
+        operation.locator("textarea.body-param__text").fill(
+            '{"text": "I love this phone, the battery lasts for days."}'
+        )
         operation.get_by_role("button", name="Execute").click()
 
         response = operation.locator(".live-responses-table .response")

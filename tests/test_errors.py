@@ -6,8 +6,8 @@ import marshmallow as ma
 import pytest
 from flask import Flask
 
-from mlapi.web.errors import APIError
 from mlapi.extensions import api
+from mlapi.web.errors import APIError
 from mlapi.web.openapi import Blueprint
 
 ENVELOPE_KEYS = {"error", "detail", "status_code", "request_id", "timestamp"}

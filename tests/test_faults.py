@@ -8,7 +8,8 @@ same processes recover, without a restart.
 Covered elsewhere, not repeated here:
 - Redis stopped, rate limits fall back to in-memory counting and recover:
   test_gunicorn_ratelimit.py::test_redis_outage_falls_back_to_memory_and_recovers
-- the prediction cache alone, Redis stopped and restarted: test_cache.py::test_redis_outage_bypasses_the_cache_and_recovers
+- the prediction cache alone, Redis stopped and restarted:
+  test_cache.py::test_redis_outage_bypasses_the_cache_and_recovers
 - an unreachable SQLite database, /ready and 503s in-process: test_health.py
 - corrupt model weights stop start-up naming the manifest, in the serving core and under Gunicorn:
   test_serving_core.py::test_corrupt_weights_stop_loading_naming_the_manifest,

@@ -17,7 +17,8 @@ from tests.gunicorn_server import GunicornServer
 pytestmark = pytest.mark.integration
 BATCH = [
     f"Sentence number {i}: a long and rather uneventful afternoon spent reading reviews of kettles, "
-    "toasters and other small kitchen appliances that nobody really needs." for i in range(100)
+    "toasters and other small kitchen appliances that nobody really needs."
+    for i in range(100)
 ]
 
 
@@ -65,8 +66,9 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(server_and_
     def client():
         while not stop.is_set():
             try:
-                response = requests.post(f"{server.url}/v1/predict", json={"text": "still there?"}, headers=headers,
-                                         timeout=30)
+                response = requests.post(
+                    f"{server.url}/v1/predict", json={"text": "still there?"}, headers=headers, timeout=30
+                )
                 outcomes.append(response.status_code)
             except requests.RequestException:
                 outcomes.append("error")
@@ -89,6 +91,8 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(server_and_
     # Only requests in flight on the killed worker may fail: at most one per client thread.
     assert len(failures) <= len(threads), failures
     assert outcomes.count(200) > 20
-    after = [requests.post(f"{server.url}/v1/predict", json={"text": "after"}, headers=headers, timeout=30).status_code
-             for _ in range(10)]
+    after = [
+        requests.post(f"{server.url}/v1/predict", json={"text": "after"}, headers=headers, timeout=30).status_code
+        for _ in range(10)
+    ]
     assert after == [200] * 10

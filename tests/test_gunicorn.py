@@ -27,7 +27,10 @@ def test_two_workers_answer_health_and_errors_over_http(tmp_path):
         assert body["request_id"] == "over-http-1" == missing.headers["X-Request-ID"]
 
         too_big = requests.post(
-            f"{server.url}/health", data=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"}, timeout=5
+            f"{server.url}/health",
+            data=b"x" * (2 * 1024 * 1024),
+            headers={"Content-Type": "application/json"},
+            timeout=5,
         )
         assert too_big.status_code == 413
         assert too_big.json()["status_code"] == 413
@@ -41,7 +44,11 @@ def run_gunicorn_expecting_failure(env_overrides):
     env = {"PATH": "/usr/bin:/bin", "MLAPI_BIND": "127.0.0.1:0", **env_overrides}
     return subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -65,7 +72,9 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
         [sys.executable, "-c", "from mlapi.cli.main import main; main()", "db", "current"],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "MLAPI_ENV": "production", "MLAPI_SECRET_KEY": "short"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

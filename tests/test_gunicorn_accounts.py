@@ -49,7 +49,9 @@ def test_a_revoked_key_is_refused_by_every_worker(tmp_path, with_redis):
     with fresh_postgres_database() as url:
         app = make_test_app(url)
         factory = Factory(app)
-        record, key = factory.api_key(factory.user("gus", tier="pro"), scopes=("inference", "models:read", "keys:write"))
+        record, key = factory.api_key(
+            factory.user("gus", tier="pro"), scopes=("inference", "models:read", "keys:write")
+        )
         db.dispose()
         # Quotas out of the way: this test is about revocation, not limits.
         (tmp_path / "no-models").mkdir()
@@ -63,7 +65,9 @@ def test_a_revoked_key_is_refused_by_every_worker(tmp_path, with_redis):
             env |= {"MLAPI_REDIS_URL": REDIS_URL, "MLAPI_REDIS_PREFIX": unique_prefix()}
         with GunicornServer(tmp_path / "gunicorn.log", env, workers=2) as server:
             # A key the leaked key made for itself dies with it, in every worker.
-            child = requests.post(f"{server.url}/v1/api-keys", json={"label": "child"}, headers={"X-API-Key": key}, timeout=10)
+            child = requests.post(
+                f"{server.url}/v1/api-keys", json={"label": "child"}, headers={"X-API-Key": key}, timeout=10
+            )
             assert child.status_code == 201, child.text
             child_key = child.json()["key"]
             assert set(fire_until_both_workers_answer(server, key, "before")) == {200}

@@ -74,7 +74,10 @@ def test_free_account_gets_exactly_its_limit_across_workers(tmp_path, accounts_d
 
 def test_two_instances_share_one_accounts_limit(tmp_path, accounts_db):
     settings = {"MLAPI_REDIS_PREFIX": unique_prefix()}
-    with server(tmp_path, accounts_db, "a", **settings) as first, server(tmp_path, accounts_db, "b", **settings) as second:
+    with (
+        server(tmp_path, accounts_db, "a", **settings) as first,
+        server(tmp_path, accounts_db, "b", **settings) as second,
+    ):
         for _ in range(5):
             assert get_me(first, accounts_db.free_key).status_code == 200
             assert get_me(second, accounts_db.free_key).status_code == 200
@@ -145,8 +148,12 @@ def test_a_batch_of_n_consumes_n_across_workers(tmp_path, accounts_db):
     settings = {"MLAPI_REDIS_PREFIX": unique_prefix(), "MLAPI_CACHE_TTL_S": "0"}
     headers = {"X-API-Key": accounts_db.free_key, "Connection": "close"}
     with server(tmp_path, accounts_db, "batch", models=True, **settings) as srv:
-        first = requests.post(f"{srv.url}/v1/predict/batch", json={"inputs": ["a", "b", "c", "d"]}, headers=headers, timeout=60)
-        second = requests.post(f"{srv.url}/v1/predict/batch", json={"inputs": list("efghij")}, headers=headers, timeout=60)
+        first = requests.post(
+            f"{srv.url}/v1/predict/batch", json={"inputs": ["a", "b", "c", "d"]}, headers=headers, timeout=60
+        )
+        second = requests.post(
+            f"{srv.url}/v1/predict/batch", json={"inputs": list("efghij")}, headers=headers, timeout=60
+        )
         refused = requests.post(f"{srv.url}/v1/predict", json={"text": "one more"}, headers=headers, timeout=60)
     assert (first.status_code, first.headers["X-RateLimit-Remaining"]) == (200, "6")
     assert (second.status_code, second.headers["X-RateLimit-Remaining"]) == (200, "0")

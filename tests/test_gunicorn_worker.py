@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from mlapi.server import worker as balanced_worker
-from mlapi.server.worker import ABSENT, connections_by_slot, heartbeat_by_slot, least_other_load, STALE_S
+from mlapi.server.worker import ABSENT, STALE_S, connections_by_slot, heartbeat_by_slot, least_other_load
 from tests.gunicorn_server import ROOT, GunicornServer
 
 

@@ -24,7 +24,9 @@ def test_ready_when_the_database_answers(client):
 
 def test_not_ready_without_models(tmp_path):
     (tmp_path / "empty").mkdir()
-    app = create_app({"MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}", "MLAPI_MODEL_DIR": str(tmp_path / "empty")})
+    app = create_app(
+        {"MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}", "MLAPI_MODEL_DIR": str(tmp_path / "empty")}
+    )
     try:
         response = app.test_client().get("/ready")
     finally:

@@ -27,8 +27,11 @@ def huge_shape_body() -> bytes:
     """Just under 1 MiB: a shape of tens of thousands of large integers."""
     dimension = "9" * 40
     count = (1024 * 1024 - 200) // (len(dimension) + 1)
-    return ('{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [' + ",".join([dimension] * count)
-            + '], "data": ["x"]}]}').encode()
+    return (
+        '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": ['
+        + ",".join([dimension] * count)
+        + '], "data": ["x"]}]}'
+    ).encode()
 
 
 def test_the_shape_check_bounds_before_any_arithmetic():
@@ -45,8 +48,9 @@ def test_the_shape_check_bounds_before_any_arithmetic():
 
 def test_a_huge_shape_is_a_400_costing_one_request(client, headers):
     before = int(client.get("/v1/users/me", headers=headers).headers["X-RateLimit-Remaining"])
-    response = client.post("/v2/models/sentiment/infer", data=huge_shape_body(),
-                           headers={**headers, "Content-Type": "application/json"})
+    response = client.post(
+        "/v2/models/sentiment/infer", data=huge_shape_body(), headers={**headers, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and "[n] or [n, 1]" in response.get_json()["error"]
     assert len(response.data) < 1000  # the message does not echo the shape
     after = int(client.get("/v1/users/me", headers=headers).headers["X-RateLimit-Remaining"])
@@ -69,15 +73,18 @@ def test_an_integer_past_pythons_digit_limit_is_a_400(client, headers, path, bod
 
 
 def test_a_v2_parameter_too_large_for_a_float_is_a_400(client, headers):
-    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}],
-            "parameters": {"max_tokens": 10**400, "temperature": -(10**400)}}
+    body = {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}],
+        "parameters": {"max_tokens": 10**400, "temperature": -(10**400)},
+    }
     response = client.post("/v2/models/sentiment/infer", json=body, headers=headers)
     assert response.status_code == 400 and "must be a" in response.get_json()["error"]
 
 
 @pytest.mark.parametrize("value", ["²", "١٢", "1" * 5000, "+5", " 5"])
 def test_a_header_length_that_is_not_a_plain_number_is_a_400(client, headers, value):
-    response = client.post("/v2/models/sentiment/infer", data=b"{}",
-                           headers={**headers, "Inference-Header-Content-Length": value})
+    response = client.post(
+        "/v2/models/sentiment/infer", data=b"{}", headers={**headers, "Inference-Header-Content-Length": value}
+    )
     assert response.status_code == 400, response.get_json()
     assert "Inference-Header-Content-Length" in response.get_json()["error"]

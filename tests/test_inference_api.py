@@ -73,7 +73,9 @@ def test_batch_of_100_matches_singles_in_order(client, headers):
 
 def test_embeddings_are_openai_compatible(client, headers):
     body = client.post(
-        "/v1/embeddings", json={"input": ["A man is eating food.", "A man is eating a piece of bread."]}, headers=headers
+        "/v1/embeddings",
+        json={"input": ["A man is eating food.", "A man is eating a piece of bread."]},
+        headers=headers,
     ).get_json()
     assert body["object"] == "list" and body["model"] == "minilm"
     assert [d["index"] for d in body["data"]] == [0, 1] and body["data"][0]["object"] == "embedding"
@@ -142,7 +144,12 @@ def test_the_documented_text_pattern_refuses_exactly_the_blank_texts():
 
 @pytest.mark.parametrize(
     "body",
-    [{"text": "x" * 5000}, {"text": "ok", "temperature": 0}, {"text": "ok", "temperature": 2}, {"text": "ok", "max_tokens": 2048}],
+    [
+        {"text": "x" * 5000},
+        {"text": "ok", "temperature": 0},
+        {"text": "ok", "temperature": 2},
+        {"text": "ok", "max_tokens": 2048},
+    ],
 )
 def test_validation_edges_are_accepted(client, headers, body):
     assert predict(client, headers, **body).status_code == 200
@@ -279,7 +286,9 @@ def test_the_label_prototypes_remembered_are_bounded(monkeypatch):
     from tests.conftest import MODEL_DIR
 
     monkeypatch.setattr(handlers, "MAX_CACHED_LABELS", 8)
-    handler = handlers.SentenceSimilarityClassifier(load_manifest(MODEL_DIR / "sentiment" / "1.0" / "manifest.json"), "cpu")
+    handler = handlers.SentenceSimilarityClassifier(
+        load_manifest(MODEL_DIR / "sentiment" / "1.0" / "manifest.json"), "cpu"
+    )
     handler.load()
     for i in range(5):
         handler.predict([PredictInput("hello", labels=(f"a{i}", f"b{i}"))])

@@ -15,10 +15,16 @@ from tests.plugin_handler import ScriptedClassifier
 def scripted_store(tmp_path):
     folder = tmp_path / "models" / "scripted" / "1.0"
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({
-        "task": "classification", "handler": "tests.plugin_handler:ScriptedClassifier",
-        "weights": ".", "labels": ["ok", "other"],
-    }))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "task": "classification",
+                "handler": "tests.plugin_handler:ScriptedClassifier",
+                "weights": ".",
+                "labels": ["ok", "other"],
+            }
+        )
+    )
     return tmp_path / "models"
 
 

@@ -23,10 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def _declared() -> tuple[list[Requirement], list[Requirement]]:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
-    lines = lambda text: [line for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]  # noqa: E731
+
+    def lines(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
     base = [Requirement(line) for line in lines(config["options"]["install_requires"])]
-    extras = [Requirement(line) for name in config["options.extras_require"]
-              for line in lines(config["options.extras_require"][name])]
+    extras = [
+        Requirement(line)
+        for name in config["options.extras_require"]
+        for line in lines(config["options.extras_require"][name])
+    ]
     return base, extras
 
 
@@ -96,7 +102,10 @@ def test_every_module_and_the_cli_import_without_the_extras():
     blocked = extra_only_modules()
     result = subprocess.run(
         [sys.executable, "-c", BLOCKED_IMPORTS, ",".join(sorted(blocked))],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Usage: mlapi" in result.stdout

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
-from mlapi.cli.db_commands import upgrade_database
-from mlapi.extensions import db
 from mlapi.accounts import api_keys, audit, user_accounts
 from mlapi.accounts.tables import ApiKey, utcnow
+from mlapi.cli.db_commands import upgrade_database
+from mlapi.extensions import db
 from tests.conftest import make_test_app
 from tests.key_requests import PREDICT, assert_403, create, key
 
@@ -36,7 +36,10 @@ def alice(factory):
 
 def test_a_key_grants_no_more_than_it_holds(client, factory, alice):
     parent = create(
-        client, factory.token_headers(alice), scopes=["inference", "keys:write"], models=["sentiment"],
+        client,
+        factory.token_headers(alice),
+        scopes=["inference", "keys:write"],
+        models=["sentiment"],
         expires_in_days=5,
     ).get_json()
     assert_403(create(client, key(parent), scopes=["inference", "models:read"]), "insufficient_scope")
@@ -70,7 +73,9 @@ def test_revoking_a_key_revokes_every_key_created_from_it(client, factory, alice
 
     rows = audit.list_events(db.session, action="key.revoked")[0]
     assert sorted((row.detail["key_id"], row.detail.get("revoked_with")) for row in rows) == [
-        (leaked["id"], None), (child["id"], leaked["id"]), (grandchild["id"], leaked["id"])
+        (leaked["id"], None),
+        (child["id"], leaked["id"]),
+        (grandchild["id"], leaked["id"]),
     ]
 
 

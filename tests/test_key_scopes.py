@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlapi.extensions import db
 from mlapi.accounts import api_keys, audit
+from mlapi.extensions import db
 from tests.key_requests import PREDICT, assert_403, create, key
 
 

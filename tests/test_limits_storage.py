@@ -51,8 +51,11 @@ def evalsha_calls(client: redis.Redis) -> int:
 def test_a_limited_request_costs_one_redis_script_call(tmp_path):
     redis_available()
     app = make_test_app(
-        f"sqlite:///{tmp_path / 'one-call.db'}", load_models=False,
-        MLAPI_REDIS_URL=REDIS_URL, MLAPI_REDIS_PREFIX=unique_prefix(), MLAPI_TIER_LIMITS="free=5/minute",
+        f"sqlite:///{tmp_path / 'one-call.db'}",
+        load_models=False,
+        MLAPI_REDIS_URL=REDIS_URL,
+        MLAPI_REDIS_PREFIX=unique_prefix(),
+        MLAPI_TIER_LIMITS="free=5/minute",
     )
     try:
         factory, client = Factory(app), app.test_client()

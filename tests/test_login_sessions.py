@@ -11,10 +11,10 @@ from datetime import timedelta
 import jwt as pyjwt
 import pytest
 
-from mlapi.extensions import db
 from mlapi.accounts import audit, sessions, user_accounts
 from mlapi.accounts.audit import Actor
 from mlapi.accounts.tables import LoginSession
+from mlapi.extensions import db
 from tests.factories import PASSWORD
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -50,8 +50,9 @@ def assert_refused(response, error: str = "revoked_token") -> None:
 
 def test_every_token_names_its_login_session(client, rita):
     tokens = login(client)
-    access, refresh_claims = (pyjwt.decode(tokens[k], options={"verify_signature": False}) for k in
-                              ("access_token", "refresh_token"))
+    access, refresh_claims = (
+        pyjwt.decode(tokens[k], options={"verify_signature": False}) for k in ("access_token", "refresh_token")
+    )
     assert access["sid"] == refresh_claims["sid"]
     assert db.session.get(LoginSession, access["sid"]).refresh_jti == refresh_claims["jti"]
     # A second login is a second session.
@@ -96,8 +97,9 @@ def test_two_refreshes_racing_with_one_token_get_one_new_token_and_end_the_sessi
         with app.app_context():
             barrier.wait(timeout=10)
             try:
-                sessions.rotate(db.session, issued.session_id, issued.refresh_jti, username="rita",
-                                actor=Actor("rita", "api"))
+                sessions.rotate(
+                    db.session, issued.session_id, issued.refresh_jti, username="rita", actor=Actor("rita", "api")
+                )
                 outcomes.append("rotated")
             except sessions.RefreshTokenReused:
                 outcomes.append("reused")
@@ -135,10 +137,14 @@ def test_keys_made_by_a_stolen_session_die_with_it(client, factory, rita):
     """A stolen token's holder can mint a key; once the theft shows (a refresh token used twice), the
     keys that session created, and their children, are revoked. Other keys live on."""
     tokens = login(client)
-    made = client.post("/v1/api-keys", json={"label": "by thief", "scopes": ["inference", "keys:write"]},
-                       headers=bearer(tokens["access_token"])).get_json()
-    child = client.post("/v1/api-keys", json={"label": "child", "scopes": ["inference"]},
-                        headers={"X-API-Key": made["key"]}).get_json()
+    made = client.post(
+        "/v1/api-keys",
+        json={"label": "by thief", "scopes": ["inference", "keys:write"]},
+        headers=bearer(tokens["access_token"]),
+    ).get_json()
+    child = client.post(
+        "/v1/api-keys", json={"label": "child", "scopes": ["inference"]}, headers={"X-API-Key": made["key"]}
+    ).get_json()
     other = factory.key_headers(rita)
     refresh(client, tokens["refresh_token"])
     assert_refused(refresh(client, tokens["refresh_token"]), "refresh_token_reused")
@@ -221,8 +227,12 @@ def test_wrong_current_passwords_share_the_login_limit(app, client, rita):
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"current_password": PASSWORD}, {"current_password": PASSWORD, "new_password": "short"},
-     {"current_password": PASSWORD, "new_password": "x" * 1025}],
+    [
+        {},
+        {"current_password": PASSWORD},
+        {"current_password": PASSWORD, "new_password": "short"},
+        {"current_password": PASSWORD, "new_password": "x" * 1025},
+    ],
 )
 def test_password_change_validation(client, rita, body):
     tokens = login(client)

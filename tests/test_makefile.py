@@ -30,7 +30,7 @@ chmod +x "$3/bin/python" "$3/bin/pip" "$3/bin/mlapi"
 
 
 @pytest.fixture
-def make_install(tmp_path):  # noqa: ANN001, ANN201
+def make_install(tmp_path):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     python = tmp_path / "python3"
@@ -50,7 +50,9 @@ def make_install(tmp_path):  # noqa: ANN001, ANN201
         result = subprocess.run(
             ["make", "--no-print-directory", "-C", str(ROOT), "install", f"PYTHON={python}", f"VENV={venv}"],
             env={"PATH": "/usr/bin:/bin", "LOG": str(log), "FAILS": str(fails)},
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         return result.returncode, log.read_text().splitlines()
 
@@ -64,7 +66,8 @@ def test_a_failed_pip_install_writes_no_stamp_and_the_next_run_installs(make_ins
     code, calls = make_install()
     assert code == 0 and make_install.stamp.exists()
     assert [c for c in calls if c.startswith("pip install")] == [
-        "pip install --quiet torch==2.13.0", "pip install --quiet -e ."
+        "pip install --quiet torch==2.13.0",
+        "pip install --quiet -e .",
     ]
 
 

@@ -13,10 +13,18 @@ from tests.conftest import make_test_app
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {
-    "api_requests_total", "api_request_latency_seconds", "api_active_requests", "inference_latency_seconds",
-    "inference_batch_size", "inference_queue_wait_seconds", "inference_queue_depth",
-    "prediction_cache_requests_total", "rate_limit_rejections_total", "auth_failures_total",
-    "rate_limit_storage_degraded", "model_info",
+    "api_requests_total",
+    "api_request_latency_seconds",
+    "api_active_requests",
+    "inference_latency_seconds",
+    "inference_batch_size",
+    "inference_queue_wait_seconds",
+    "inference_queue_depth",
+    "prediction_cache_requests_total",
+    "rate_limit_rejections_total",
+    "auth_failures_total",
+    "rate_limit_storage_degraded",
+    "model_info",
 }
 
 
@@ -88,7 +96,17 @@ def test_metrics_token(tmp_path):
 
 
 PROMQL_WORDS = {
-    "sum", "rate", "histogram_quantile", "clamp_min", "max", "count", "by", "or", "and", "absent", "up",
+    "sum",
+    "rate",
+    "histogram_quantile",
+    "clamp_min",
+    "max",
+    "count",
+    "by",
+    "or",
+    "and",
+    "absent",
+    "up",
 }
 
 

@@ -4,9 +4,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from mlapi.accounts.tables import Base
 from mlapi.cli.db_commands import upgrade_database
 from mlapi.extensions import db
-from mlapi.accounts.tables import Base
 from tests.conftest import make_test_app
 
 

@@ -46,20 +46,27 @@ def stack(tmp_path_factory):
             "MLAPI_ANON_LIMIT": "3/minute",
         }
         (workdir / "edge").mkdir()
-        with GunicornServer(workdir / "a.log", env, workers=2) as first, \
-                GunicornServer(workdir / "b.log", env, workers=2) as second, \
-                NginxServer(workdir / "edge", [first.port, second.port]) as edge:
+        with (
+            GunicornServer(workdir / "a.log", env, workers=2) as first,
+            GunicornServer(workdir / "b.log", env, workers=2) as second,
+            NginxServer(workdir / "edge", [first.port, second.port]) as edge,
+        ):
             yield SimpleNamespace(
-                edge=edge, first=first, second=second,
-                free_key=free_key, pro_key=pro_key, pro_key_id=pro_record.id,
+                edge=edge,
+                first=first,
+                second=second,
+                free_key=free_key,
+                pro_key=pro_key,
+                pro_key_id=pro_record.id,
             )
 
 
 def get_from(edge: NginxServer, source: str, path: str, headers: dict | None = None) -> int:
     """A request whose TCP connection comes from ``source`` (another loopback address), over TLS."""
     context = ssl.create_default_context(cafile=str(edge.certificate))
-    connection = http.client.HTTPSConnection("127.0.0.1", edge.port, timeout=10, source_address=(source, 0),
-                                             context=context)
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", edge.port, timeout=10, source_address=(source, 0), context=context
+    )
     try:
         connection.request("GET", path, headers=headers or {})
         return connection.getresponse().status
@@ -71,15 +78,27 @@ def test_the_rendered_site_keeps_the_deployed_settings(tmp_path):
     site = render_site([1111, 2222], 3333, 4444, tmp_path / "c.crt", tmp_path / "c.key")
     assert "server 127.0.0.1:1111" in site and "server 127.0.0.1:2222" in site and "listen 127.0.0.1:3333;" in site
     assert "listen 127.0.0.1:4444 ssl;" in site and f"ssl_certificate {tmp_path / 'c.crt'};" in site
-    for directive in ("keepalive 32", "client_max_body_size 1m", "X-Forwarded-For $proxy_add_x_forwarded_for",
-                      "proxy_read_timeout", "location = /metrics", "ssl_protocols TLSv1.2 TLSv1.3",
-                      "Strict-Transport-Security", "return 308 https://"):
+    for directive in (
+        "keepalive 32",
+        "client_max_body_size 1m",
+        "X-Forwarded-For $proxy_add_x_forwarded_for",
+        "proxy_read_timeout",
+        "location = /metrics",
+        "ssl_protocols TLSv1.2 TLSv1.3",
+        "Strict-Transport-Security",
+        "return 308 https://",
+    ):
         assert directive in site
 
 
 def test_plain_http_only_redirects_to_https(stack):
-    response = requests.post(f"{stack.edge.http_url}/v1/predict?x=1", json={"text": "hi"},
-                             headers={"X-Request-ID": "plain-http"}, allow_redirects=False, timeout=10)
+    response = requests.post(
+        f"{stack.edge.http_url}/v1/predict?x=1",
+        json={"text": "hi"},
+        headers={"X-Request-ID": "plain-http"},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert response.status_code == 308
     assert response.headers["Location"] == "https://127.0.0.1/v1/predict?x=1"
     # Nothing reached the app: no instance logged the request.
@@ -108,15 +127,25 @@ def test_tls_is_modern_and_strict(stack):
 
 
 def test_requests_pass_through_nginx(stack):
-    response = requests.get(f"{stack.edge.url}/v1/users/me",
-                            headers={"X-API-Key": stack.pro_key, "X-Request-ID": "through-the-edge"},
-                            verify=stack.edge.certificate, timeout=10)
+    response = requests.get(
+        f"{stack.edge.url}/v1/users/me",
+        headers={"X-API-Key": stack.pro_key, "X-Request-ID": "through-the-edge"},
+        verify=stack.edge.certificate,
+        timeout=10,
+    )
     assert response.status_code == 200 and response.json()["username"] == "edge-pro"
     assert response.headers["X-Request-ID"] == "through-the-edge"
-    generated = requests.get(f"{stack.edge.url}/health", verify=stack.edge.certificate, timeout=10).headers["X-Request-ID"]
+    generated = requests.get(f"{stack.edge.url}/health", verify=stack.edge.certificate, timeout=10).headers[
+        "X-Request-ID"
+    ]
     assert len(generated) >= 16
-    too_big = requests.post(f"{stack.edge.url}/v1/predict", data=b"x" * (2 * 1024 * 1024),
-                            headers={"Content-Type": "application/json"}, verify=stack.edge.certificate, timeout=10)
+    too_big = requests.post(
+        f"{stack.edge.url}/v1/predict",
+        data=b"x" * (2 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+        verify=stack.edge.certificate,
+        timeout=10,
+    )
     assert too_big.status_code == 413
 
 
@@ -128,8 +157,12 @@ def test_metrics_are_not_exposed_through_nginx(stack):
 
 def test_one_accounts_limit_is_shared_by_both_instances(stack):
     statuses = [
-        requests.get(f"{stack.edge.url}/v1/users/me", headers={"X-API-Key": stack.free_key, "X-Request-ID": f"share-{i}"},
-                     verify=stack.edge.certificate, timeout=10).status_code
+        requests.get(
+            f"{stack.edge.url}/v1/users/me",
+            headers={"X-API-Key": stack.free_key, "X-Request-ID": f"share-{i}"},
+            verify=stack.edge.certificate,
+            timeout=10,
+        ).status_code
         for i in range(11)
     ]
     assert statuses == [200] * 10 + [429]
@@ -154,4 +187,9 @@ def test_a_key_revoked_on_one_instance_is_refused_by_the_other(stack):
     assert revoked.status_code == 204
     refused = requests.get(f"{stack.second.url}/v1/users/me", headers=headers, timeout=10)
     assert refused.status_code == 401 and refused.json()["error"] == "revoked_key"
-    assert requests.get(f"{stack.edge.url}/v1/users/me", headers=headers, verify=stack.edge.certificate, timeout=10).status_code == 401
+    assert (
+        requests.get(
+            f"{stack.edge.url}/v1/users/me", headers=headers, verify=stack.edge.certificate, timeout=10
+        ).status_code
+        == 401
+    )

@@ -438,14 +438,14 @@ def test_a_reference_that_cannot_be_resolved_is_an_error(ref):
 
 
 @pytest.fixture
-def spec_app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
+def spec_app(tmp_path) -> Iterator[Flask]:
     """The app as the CLI builds it: no models loaded, no database needed."""
     app = make_test_app(f"sqlite:///{tmp_path / 'mlapi.db'}", migrate=False, load_models=False)
     yield app
     db.dispose()
 
 
-def _invoke(app: Flask, *args: str):  # noqa: ANN202
+def _invoke(app: Flask, *args: str):
     return app.test_cli_runner().invoke(args=["contract", *args])
 
 

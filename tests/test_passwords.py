@@ -1,7 +1,7 @@
 from argon2 import PasswordHasher
 
-from mlapi.extensions import db
 from mlapi.accounts import passwords, user_accounts
+from mlapi.extensions import db
 from tests.conftest import TEST_HASHER
 from tests.factories import PASSWORD
 
@@ -11,7 +11,7 @@ class CountingHasher(PasswordHasher):
 
     verifications = 0
 
-    def verify(self, hash, password):  # noqa: A002 (argon2-cffi's parameter name)
+    def verify(self, hash, password):
         type(self).verifications += 1
         return super().verify(hash, password)
 
@@ -52,8 +52,8 @@ def test_a_corrupt_stored_hash_fails_closed():
 
 def test_password_checks_beyond_the_bound_answer_503_not_out_of_memory(tmp_path):
     """argon2 takes 64 MiB a hash: with every slot taken, a login waits briefly, then gets 503."""
-    from mlapi.extensions import db
     from mlapi.accounts import passwords
+    from mlapi.extensions import db
     from tests.conftest import make_test_app
     from tests.factories import PASSWORD, Factory
 

@@ -5,13 +5,12 @@ import json
 import pytest
 from flask import request
 
-from mlapi.web.auth import requires_auth
-from mlapi.extensions import api, db
-from mlapi.web.openapi import Blueprint
 from mlapi.accounts import user_accounts
+from mlapi.extensions import api, db
+from mlapi.web.auth import requires_auth
+from mlapi.web.openapi import Blueprint
 from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
-
 
 # Decorated once, at import, like every real view: limits are registered per view function.
 probe = Blueprint("cost_probe", __name__, url_prefix="/probe")
@@ -134,8 +133,9 @@ def test_probes_and_docs_are_never_limited(client):
 
 
 def login_from(client, address, username, password):
-    return client.post("/v1/token", data={"username": username, "password": password},
-                       environ_base={"REMOTE_ADDR": address})
+    return client.post(
+        "/v1/token", data={"username": username, "password": password}, environ_base={"REMOTE_ADDR": address}
+    )
 
 
 def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out(tmp_path):
@@ -186,8 +186,10 @@ def test_an_ipv6_client_counts_by_its_slash_64(tmp_path):
     app = make_app(tmp_path, MLAPI_ANON_LIMIT="3/minute")
     try:
         client = app.test_client()
-        statuses = [client.get("/v1/users/me", environ_base={"REMOTE_ADDR": f"2001:db8:0:7::{i:x}"}).status_code
-                    for i in (1, 0xBEEF, 0xFFFF, 0x1234)]
+        statuses = [
+            client.get("/v1/users/me", environ_base={"REMOTE_ADDR": f"2001:db8:0:7::{i:x}"}).status_code
+            for i in (1, 0xBEEF, 0xFFFF, 0x1234)
+        ]
         assert statuses == [401, 401, 401, 429]
         neighbour = client.get("/v1/users/me", environ_base={"REMOTE_ADDR": "2001:db8:0:8::1"})
         assert neighbour.status_code == 401
@@ -220,7 +222,10 @@ def test_forwarded_for_is_the_client_behind_one_trusted_proxy(tmp_path):
 def test_a_batch_over_the_cap_names_the_cap_not_the_quota(client, factory, tier):
     """101 items on pro (100/minute) once read "more than the whole quota"; the cap of 100 comes first."""
     headers = factory.key_headers(factory.user(tier=tier))
-    remaining = lambda: int(client.get("/v1/users/me", headers=headers).headers["X-RateLimit-Remaining"])  # noqa: E731
+
+    def remaining() -> int:
+        return int(client.get("/v1/users/me", headers=headers).headers["X-RateLimit-Remaining"])
+
     before = remaining()
     for path, body in (("/v1/predict/batch", {"inputs": ["x"] * 101}), ("/v1/embeddings", {"input": ["x"] * 101})):
         response = client.post(path, json=body, headers=headers)

@@ -31,11 +31,11 @@ import requests
 from flask import Flask
 from sqlalchemy import func, inspect, select
 
+from mlapi.accounts import sessions
+from mlapi.accounts.tables import SCOPES, ApiKey, RevokedToken, User
 from mlapi.app import create_app
 from mlapi.config import ConfigError, Settings, load_settings
 from mlapi.extensions import db
-from mlapi.accounts import sessions
-from mlapi.accounts.tables import ApiKey, RevokedToken, SCOPES, User
 from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
 from tests.gunicorn_server import ROOT, GunicornServer
@@ -54,7 +54,7 @@ ENVELOPE_KEYS = {"error", "detail", "status_code", "request_id", "timestamp"}
 # Without the models unless a test needs them: everything here but inference is refused or
 # answered before a model is involved.
 @pytest.fixture
-def app(tmp_path) -> Iterator[Flask]:  # noqa: ANN001
+def app(tmp_path) -> Iterator[Flask]:
     app = make_test_app(f"sqlite:///{tmp_path / 'security.db'}", load_models=False, **GENEROUS_LIMITS)
     yield app
     db.dispose()
@@ -128,7 +128,9 @@ FORGERIES = {
     "RS256 header over an HMAC of the real key": lambda secret, claims: hmac_signed(
         {"alg": "RS256", "typ": "JWT"}, claims, secret
     ),
-    "HS256 keyed with a public key": lambda secret, claims: hmac_signed({"alg": "HS256", "typ": "JWT"}, claims, PUBLIC_KEY_PEM),
+    "HS256 keyed with a public key": lambda secret, claims: hmac_signed(
+        {"alg": "HS256", "typ": "JWT"}, claims, PUBLIC_KEY_PEM
+    ),
     "HS256 with an empty key": lambda secret, claims: hmac_signed({"alg": "HS256", "typ": "JWT"}, claims, b""),
     "HS256 with a key sent in the jwk header": lambda secret, claims: hmac_signed(
         {"alg": "HS256", "jwk": {"kty": "oct", "k": b64url(b"attacker")}}, claims, b"attacker"
@@ -153,8 +155,18 @@ def issued_claims(user: User, kind: str = "access") -> dict:
     """The claims of a token this service would issue, in a real login session of the user."""
     now = int(time.time())
     sid = sessions.start(db.session, user, timedelta(hours=1)).session_id
-    return {"sub": str(user.id), "jti": str(uuid.uuid4()), "type": kind, "iat": now, "nbf": now, "exp": now + 600,
-            "fresh": False, "tier": user.tier, "username": user.username, "sid": sid}
+    return {
+        "sub": str(user.id),
+        "jti": str(uuid.uuid4()),
+        "type": kind,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "fresh": False,
+        "tier": user.tier,
+        "username": user.username,
+        "sid": sid,
+    }
 
 
 def test_the_hand_made_signature_is_what_the_server_accepts(app, client, factory):
@@ -249,7 +261,9 @@ def test_injection_shaped_admin_input_is_refused_or_stored_verbatim(db_client, d
         refused = db_client.post("/v1/admin/users", json={"username": attempt, "password": PASSWORD}, headers=headers)
         assert "username" in assert_envelope(refused, 422, "validation_error")["errors"]
         created = db_client.post(
-            "/v1/admin/users", json={"username": f"victim{i}", "password": PASSWORD, "full_name": attempt}, headers=headers
+            "/v1/admin/users",
+            json={"username": f"victim{i}", "password": PASSWORD, "full_name": attempt},
+            headers=headers,
         )
         assert created.status_code == 201, created.get_json()
         assert created.get_json()["full_name"] == attempt
@@ -371,7 +385,9 @@ def test_chunked_bodies_over_the_limit_get_413_over_gunicorn(tmp_path):
     """Without Content-Length the size is only known while reading; Werkzeug would cut it silently."""
     url = f"sqlite:///{tmp_path / 'chunked.db'}"
     factory = Factory(make_test_app(url, load_models=False))
-    key = factory.api_key(factory.user("chunky", tier="enterprise"), scopes=("inference", "models:read", "keys:write"))[1]
+    key = factory.api_key(factory.user("chunky", tier="enterprise"), scopes=("inference", "models:read", "keys:write"))[
+        1
+    ]
     db.dispose()
     (tmp_path / "no-models").mkdir()
     env = {"MLAPI_DATABASE_URL": url, "MLAPI_MODEL_DIR": str(tmp_path / "no-models")}
@@ -384,7 +400,9 @@ def test_chunked_bodies_over_the_limit_get_413_over_gunicorn(tmp_path):
 
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
     with GunicornServer(tmp_path / "gunicorn.log", env, workers=1) as server:
-        big = requests.post(f"{server.url}/v1/api-keys", data=chunks(b"x" * (2 * 1024 * 1024)), headers=headers, timeout=30)
+        big = requests.post(
+            f"{server.url}/v1/api-keys", data=chunks(b"x" * (2 * 1024 * 1024)), headers=headers, timeout=30
+        )
         small = requests.post(f"{server.url}/v1/api-keys", data=chunks(b"chunked"), headers=headers, timeout=30)
     assert big.status_code == 413, big.text
     assert big.json()["error"] == "request_entity_too_large"
@@ -473,18 +491,29 @@ def test_development_may_debug():
 def test_an_app_built_from_settings_refuses_debug_mode_in_production(monkeypatch, tmp_path):
     # Settings passed as an object skip the environment; Flask still reads FLASK_DEBUG into app.debug.
     monkeypatch.setenv("FLASK_DEBUG", "1")
-    settings = replace(Settings(), env="production", secret_key=STRONG_SECRET, database_url=f"sqlite:///{tmp_path / 'd.db'}")
+    settings = replace(
+        Settings(), env="production", secret_key=STRONG_SECRET, database_url=f"sqlite:///{tmp_path / 'd.db'}"
+    )
     with pytest.raises(ConfigError, match="^FLASK_DEBUG: "):
         create_app(settings, load_models=False)
 
 
 @pytest.mark.integration
 def test_gunicorn_refuses_production_in_debug_mode_with_one_line():
-    env = {"PATH": "/usr/bin:/bin", "MLAPI_BIND": "127.0.0.1:0", "MLAPI_ENV": "production",
-           "MLAPI_SECRET_KEY": STRONG_SECRET, "FLASK_DEBUG": "1"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MLAPI_BIND": "127.0.0.1:0",
+        "MLAPI_ENV": "production",
+        "MLAPI_SECRET_KEY": STRONG_SECRET,
+        "FLASK_DEBUG": "1",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [

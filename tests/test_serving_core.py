@@ -120,7 +120,10 @@ def test_models_with_the_same_weights_share_one_copy(registry):
 def test_sentiment_both_versions(registry):
     for version in ("1.0", "1.1"):
         good, bad = registry.resolve("sentiment", version).predict(
-            [PredictInput("I absolutely love this, it works beautifully."), PredictInput("This is awful and broke in a day.")]
+            [
+                PredictInput("I absolutely love this, it works beautifully."),
+                PredictInput("This is awful and broke in a day."),
+            ]
         )
         assert (good.label, bad.label) == ("positive", "negative")
         assert sum(good.scores.values()) == pytest.approx(1.0)
@@ -169,7 +172,7 @@ def test_a_batch_gives_the_same_results_as_single_calls_in_order(registry):
     batch = handler.predict([PredictInput(t) for t in texts])
     singles = [handler.predict([PredictInput(t)])[0] for t in texts]
     assert [p.label for p in batch] == [p.label for p in singles]
-    for b, s in zip(batch, singles):
+    for b, s in zip(batch, singles, strict=True):
         assert b.confidence == pytest.approx(s.confidence, abs=1e-4)
 
 

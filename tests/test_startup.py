@@ -35,21 +35,34 @@ def gated_store(tmp_path: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True)
     gate = tmp_path / "gate.fifo"
     os.mkfifo(gate)
-    (folder / "manifest.json").write_text(json.dumps({
-        "task": "classification", "handler": "tests.plugin_handler:GatedClassifier",
-        "weights": ".", "labels": ["ok", "other"], "options": {"gate": str(gate)},
-    }))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "task": "classification",
+                "handler": "tests.plugin_handler:GatedClassifier",
+                "weights": ".",
+                "labels": ["ok", "other"],
+                "options": {"gate": str(gate)},
+            }
+        )
+    )
     return tmp_path / "models", gate
 
 
 @pytest.fixture
-def loading_app(tmp_path):  # noqa: ANN001, ANN201
+def loading_app(tmp_path):
     """An app whose models load in the background and wait at the gate; with a user's key."""
     models, gate = gated_store(tmp_path)
     make_test_app(f"sqlite:///{tmp_path / 's.db'}", load_models=False)  # migrates the database
     db.dispose()
-    app = create_app({"MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}", "MLAPI_MODEL_DIR": str(models),
-                      "MLAPI_CACHE_TTL_S": "0"}, background_loading=True)
+    app = create_app(
+        {
+            "MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
+            "MLAPI_MODEL_DIR": str(models),
+            "MLAPI_CACHE_TTL_S": "0",
+        },
+        background_loading=True,
+    )
     factory = Factory(app)
     headers = factory.key_headers(factory.user(tier="free"))
     yield app, gate, headers
@@ -75,8 +88,12 @@ def test_while_loading_health_ready_and_inference_answer_at_once(loading_app):
     assert ready.get_json()["checks"]["models"] == {"status": "fail", "detail": "loading"}
     assert ready.get_json()["checks"]["database"] == {"status": "ok"}
 
-    for path, body in (("/v1/predict", {"text": "hi", "model": "gated"}), ("/v1/predict/batch", {"inputs": ["hi"]}),
-                       ("/v1/embeddings", {"input": "hi"}), ("/v2/models/gated/infer", {"inputs": []})):
+    for path, body in (
+        ("/v1/predict", {"text": "hi", "model": "gated"}),
+        ("/v1/predict/batch", {"inputs": ["hi"]}),
+        ("/v1/embeddings", {"input": "hi"}),
+        ("/v2/models/gated/infer", {"inputs": []}),
+    ):
         refused = client.post(path, json=body, headers=headers)
         assert refused.status_code == 503, (path, refused.get_json())
         assert refused.headers["Retry-After"] == "2"
@@ -118,7 +135,10 @@ class Gunicorn:
         kept = {k: v for k, v in os.environ.items() if not k.startswith(("MLAPI_", "PROMETHEUS_"))}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**kept, "TMPDIR": str(self.tmp), "MLAPI_BIND": f"127.0.0.1:{self.port}", **env},
         )
         self.lines: list[str] = []
@@ -145,7 +165,7 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn(tmp_path) -> Iterator:  # noqa: ANN001
+def gunicorn(tmp_path) -> Iterator:
     started: list[Gunicorn] = []
 
     def start(env: dict[str, str]) -> Gunicorn:
@@ -167,8 +187,14 @@ def test_gunicorn_answers_while_its_worker_loads_and_removes_its_metrics_directo
     models, gate = gated_store(tmp_path)
     make_test_app(f"sqlite:///{tmp_path / 'g.db'}", load_models=False)
     db.dispose()
-    server = gunicorn({"MLAPI_MODEL_DIR": str(models), "MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}",
-                       "MLAPI_WORKERS": "1", "HF_HUB_OFFLINE": "1"})
+    server = gunicorn(
+        {
+            "MLAPI_MODEL_DIR": str(models),
+            "MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}",
+            "MLAPI_WORKERS": "1",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
     try:
         assert server.listening.wait(60) and server.process.poll() is None, "".join(server.lines)[-3000:]
         # The gate is shut: before background loading these waited for the models, i.e. forever.
@@ -193,8 +219,14 @@ def test_gunicorn_answers_while_its_worker_loads_and_removes_its_metrics_directo
 @pytest.mark.integration
 def test_a_worker_whose_models_fail_to_load_stops_gunicorn(tmp_path, gunicorn):
     models, gate = gated_store(tmp_path)
-    server = gunicorn({"MLAPI_MODEL_DIR": str(models), "MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}",
-                       "MLAPI_WORKERS": "1", "HF_HUB_OFFLINE": "1"})
+    server = gunicorn(
+        {
+            "MLAPI_MODEL_DIR": str(models),
+            "MLAPI_DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}",
+            "MLAPI_WORKERS": "1",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
     assert server.listening.wait(60)
     open_gate(gate, "fail")
     code = server.process.wait(timeout=60)

@@ -38,7 +38,9 @@ def infer(client, headers, model, body, version=None):
 def binary_body(texts, outputs=None, parameters=None):
     blob = b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in texts)
     header = {
-        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "parameters": {"binary_data_size": len(blob)}}],
+        "inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [len(texts)], "parameters": {"binary_data_size": len(blob)}}
+        ],
         **({"outputs": outputs} if outputs else {}),
         **({"parameters": parameters} if parameters else {}),
     }
@@ -47,8 +49,11 @@ def binary_body(texts, outputs=None, parameters=None):
 
 
 def test_server_metadata_and_health_need_no_credentials(client):
-    assert client.get("/v2").get_json() == {"name": "mlapi", "version": client.get("/health").get_json()["version"],
-                                            "extensions": ["binary_tensor_data"]}
+    assert client.get("/v2").get_json() == {
+        "name": "mlapi",
+        "version": client.get("/health").get_json()["version"],
+        "extensions": ["binary_tensor_data"],
+    }
     assert client.get("/v2/health/live").get_json() == {"live": True}
     assert client.get("/v2/health/ready").get_json() == {"ready": True}
 
@@ -60,8 +65,10 @@ def test_model_metadata(client, headers):
         "versions": ["1.0", "1.1"],
         "platform": "pytorch",
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-        "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
-                    {"name": "confidence", "datatype": "FP32", "shape": [-1]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "confidence", "datatype": "FP32", "shape": [-1]},
+        ],
     }
     minilm = client.get("/v2/models/minilm/versions/1.0", headers=headers).get_json()
     assert minilm["versions"] == ["1.0"]
@@ -70,7 +77,10 @@ def test_model_metadata(client, headers):
 
 def test_model_ready(client, headers):
     assert client.get("/v2/models/sentiment/ready", headers=headers).get_json() == {
-        "name": "sentiment", "version": "1.1", "ready": True}
+        "name": "sentiment",
+        "version": "1.1",
+        "ready": True,
+    }
     assert client.get("/v2/models/sentiment/versions/1.0/ready", headers=headers).get_json()["version"] == "1.0"
 
 
@@ -98,8 +108,9 @@ def test_embedding_infer_is_an_fp32_n_by_384_tensor_equal_to_v1(client, headers)
 
 def test_binary_tensor_data_both_ways(client, headers):
     body, header_length = binary_body(TEXTS, parameters={"binary_data_output": True})
-    response = client.post("/v2/models/minilm/infer", data=body,
-                           headers={**headers, "Inference-Header-Content-Length": str(header_length)})
+    response = client.post(
+        "/v2/models/minilm/infer", data=body, headers={**headers, "Inference-Header-Content-Length": str(header_length)}
+    )
     assert response.status_code == 200 and response.mimetype == "application/octet-stream"
     length = int(response.headers["Inference-Header-Content-Length"])
     header = json.loads(response.data[:length])
@@ -111,24 +122,29 @@ def test_binary_tensor_data_both_ways(client, headers):
 
 def test_requested_outputs_choose_what_comes_back_and_how(client, headers):
     body, header_length = binary_body(TEXTS, outputs=[{"name": "label", "parameters": {"binary_data": True}}])
-    response = client.post("/v2/models/sentiment/infer", data=body,
-                           headers={**headers, "Inference-Header-Content-Length": str(header_length)})
+    response = client.post(
+        "/v2/models/sentiment/infer",
+        data=body,
+        headers={**headers, "Inference-Header-Content-Length": str(header_length)},
+    )
     length = int(response.headers["Inference-Header-Content-Length"])
     (output,) = json.loads(response.data[:length])["outputs"]
     assert output["name"] == "label"
     labels, blob, offset = [], response.data[length:], 0
     while offset < len(blob):
         (size,) = struct.unpack_from("<I", blob, offset)
-        labels.append(blob[offset + 4:offset + 4 + size].decode())
+        labels.append(blob[offset + 4 : offset + 4 + size].decode())
         offset += 4 + size
     assert labels == ["positive", "negative"]
 
 
 def test_parameters_carry_v1s_options(client, headers):
-    sharp = infer(client, headers, "sentiment",
-                  {"inputs": [text_input(TEXTS[:1])], "parameters": {"temperature": 0.01}}).get_json()
-    soft = infer(client, headers, "sentiment",
-                 {"inputs": [text_input(TEXTS[:1])], "parameters": {"temperature": 2}}).get_json()
+    sharp = infer(
+        client, headers, "sentiment", {"inputs": [text_input(TEXTS[:1])], "parameters": {"temperature": 0.01}}
+    ).get_json()
+    soft = infer(
+        client, headers, "sentiment", {"inputs": [text_input(TEXTS[:1])], "parameters": {"temperature": 2}}
+    ).get_json()
     confidence = {b["outputs"][1]["data"][0] for b in (sharp, soft)}
     assert len(confidence) == 2 and max(confidence) > 0.99
 
@@ -165,18 +181,31 @@ def test_bad_requests_get_400_in_the_protocols_error_form(client, headers, body,
 
 def test_malformed_bodies_and_headers(client, headers):
     assert client.post("/v2/models/sentiment/infer", data=b"\xff{", headers=headers).status_code == 400
-    assert client.post("/v2/models/sentiment/infer", data=b"{}", headers={
-        **headers, "Inference-Header-Content-Length": "abc"}).status_code == 400
-    assert client.post("/v2/models/sentiment/infer", data=b"{}", headers={
-        **headers, "Inference-Header-Content-Length": "99"}).status_code == 400
+    assert (
+        client.post(
+            "/v2/models/sentiment/infer", data=b"{}", headers={**headers, "Inference-Header-Content-Length": "abc"}
+        ).status_code
+        == 400
+    )
+    assert (
+        client.post(
+            "/v2/models/sentiment/infer", data=b"{}", headers={**headers, "Inference-Header-Content-Length": "99"}
+        ).status_code
+        == 400
+    )
     body, header_length = binary_body(["ok"])
-    truncated = client.post("/v2/models/sentiment/infer", data=body[:-1], headers={
-        **headers, "Inference-Header-Content-Length": str(header_length)})
+    truncated = client.post(
+        "/v2/models/sentiment/infer",
+        data=body[:-1],
+        headers={**headers, "Inference-Header-Content-Length": str(header_length)},
+    )
     assert truncated.status_code == 400 and "binary_data_size" in truncated.get_json()["error"]
     wrong_type = client.post("/v2/models/sentiment/infer", data="{}", headers={**headers, "Content-Type": "text/plain"})
     assert wrong_type.status_code == 415 and wrong_type.get_json()["code"] == "unsupported_media_type"
     nested = "[" * 100_000 + "]" * 100_000
-    deep = client.post("/v2/models/sentiment/infer", data=nested, headers={**headers, "Content-Type": "application/json"})
+    deep = client.post(
+        "/v2/models/sentiment/infer", data=nested, headers={**headers, "Content-Type": "application/json"}
+    )
     assert deep.status_code == 400
 
 
@@ -214,18 +243,27 @@ def test_v1_errors_keep_the_envelope(client):
 
 def test_the_codec_rejects_truncated_length_prefixes():
     signature = codec.signature(frozenset({"predict"}), None)
-    header = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
-                                     "parameters": {"binary_data_size": 3}}]}).encode()
+    header = json.dumps(
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 3}}]}
+    ).encode()
     with pytest.raises(codec.ProtocolError, match="truncated"):
-        codec.decode_request(codec.read_body(header + b"\x05\x00\x00", len(header)), signature, max_items=100,
-                           validate_text=len)
+        codec.decode_request(
+            codec.read_body(header + b"\x05\x00\x00", len(header)), signature, max_items=100, validate_text=len
+        )
 
 
 def test_v2_is_in_the_openapi_document(client):
     paths = client.get("/v1/openapi.json").get_json()["paths"]
-    assert {"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/versions/{version}",
-            "/v2/models/{name}/ready", "/v2/models/{name}/infer",
-            "/v2/models/{name}/versions/{version}/infer"} <= set(paths)
+    assert {
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+    } <= set(paths)
 
 
 def test_server_ready_is_503_in_the_protocols_form_when_a_dependency_fails(app, client):

@@ -44,15 +44,20 @@ def served(tmp_path_factory) -> Iterator[tuple[GunicornServer, str]]:
 
 
 def v1_predictions(server: GunicornServer, key: str) -> list[dict]:
-    response = requests.post(f"{server.url}/v1/predict/batch", json={"inputs": TEXTS, "model_version": "1.0"},
-                             headers={"X-API-Key": key}, timeout=60)
+    response = requests.post(
+        f"{server.url}/v1/predict/batch",
+        json={"inputs": TEXTS, "model_version": "1.0"},
+        headers={"X-API-Key": key},
+        timeout=60,
+    )
     response.raise_for_status()
     return response.json()["predictions"]
 
 
 def v1_embeddings(server: GunicornServer, key: str) -> np.ndarray:
-    response = requests.post(f"{server.url}/v1/embeddings", json={"input": TEXTS}, headers={"X-API-Key": key},
-                             timeout=60)
+    response = requests.post(
+        f"{server.url}/v1/embeddings", json={"input": TEXTS}, headers={"X-API-Key": key}, timeout=60
+    )
     response.raise_for_status()
     return np.array([item["embedding"] for item in response.json()["data"]], dtype=np.float32)
 
@@ -93,8 +98,14 @@ def test_tritonclient_sentiment_equals_v1(triton, served, binary):
 
     server, key = served
     outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in ("label", "confidence")]
-    result = triton.infer("sentiment", [text_tensor(binary)], model_version="1.0", outputs=outputs,
-                          headers={"X-API-Key": key}, request_id="triton-1")
+    result = triton.infer(
+        "sentiment",
+        [text_tensor(binary)],
+        model_version="1.0",
+        outputs=outputs,
+        headers={"X-API-Key": key},
+        request_id="triton-1",
+    )
     # BYTES come back as bytes from binary data, as str from JSON (the client's own choice).
     labels = [label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("label")]
     confidence = result.as_numpy("confidence")

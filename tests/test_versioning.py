@@ -5,14 +5,14 @@ age out of the test.
 """
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 
 from mlapi.config import ConfigError, VersionDeprecation, load_settings
 from mlapi.extensions import db
-from mlapi.web.versioning import negotiate, NotAcceptable, versioning
+from mlapi.web.versioning import NotAcceptable, negotiate, versioning
 from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
 
@@ -24,7 +24,7 @@ SUNSET = "2027-06-30"
 
 
 def utc(*args):
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -65,10 +65,12 @@ def test_by_default_v1_serves_the_aliases_and_nothing_is_deprecated():
 
 
 def test_deprecations_are_parsed():
-    settings = load_settings({
-        "MLAPI_DEPRECATED_VERSIONS": "v1=2026-12-01/2027-06-30; v2=2030-08-31",
-        "MLAPI_DEFAULT_API_VERSION": "v2",
-    })
+    settings = load_settings(
+        {
+            "MLAPI_DEPRECATED_VERSIONS": "v1=2026-12-01/2027-06-30; v2=2030-08-31",
+            "MLAPI_DEFAULT_API_VERSION": "v2",
+        }
+    )
     assert settings.default_api_version == "v2"
     assert settings.deprecated_versions == {
         "v1": VersionDeprecation(deprecated_on=date(2026, 12, 1), sunset_on=date(2027, 6, 30)),
@@ -389,7 +391,7 @@ def test_the_last_version_has_no_successor(make_app):
 
 def test_the_real_clock_is_used_by_default(make_app):
     # Dates relative to today, so this stays true whenever it runs.
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     past = make_app(MLAPI_DEPRECATED_VERSIONS=f"v1={today - timedelta(days=60)}/{today - timedelta(days=1)}")
     assert past.test_client().get("/v1/users/me").status_code == 410
     future = make_app(MLAPI_DEPRECATED_VERSIONS=f"v1={today - timedelta(days=1)}/{today + timedelta(days=2)}")
@@ -401,8 +403,11 @@ def test_the_openapi_document_marks_deprecated_operations(make_app):
         return app.test_client().get("/v1/openapi.json").get_json()["paths"]
 
     def deprecated(paths):
-        return {path for path, operations in paths.items()
-                if any(op.get("deprecated") for op in operations.values() if isinstance(op, dict))}
+        return {
+            path
+            for path, operations in paths.items()
+            if any(op.get("deprecated") for op in operations.values() if isinstance(op, dict))
+        }
 
     # One app at a time: the apps of a process share one flask-smorest Api, whose spec is the latest app's.
     current = spec_of(make_app())

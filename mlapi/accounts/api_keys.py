@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mlapi.accounts import audit
 from mlapi.accounts.audit import Action, Actor
 from mlapi.accounts.errors import Conflict, Forbidden, InvalidValue, NotFound
-from mlapi.accounts.tables import ALL_MODELS, ApiKey, DEFAULT_SCOPES, SCOPES, User, utcnow
+from mlapi.accounts.tables import ALL_MODELS, DEFAULT_SCOPES, SCOPES, ApiKey, User, utcnow
 
 KEY_PREFIX = "mlapi_"
 KEY_RANDOM_BYTES = 32
@@ -98,8 +98,8 @@ def create_api_key(
     With ``parent_key_id`` (a key creating a key) the new key holds a subset of the parent's
     scopes and models and expires no later than it; ``Forbidden`` otherwise. The admin scope is
     for administrators' keys only. ``login_session_id``: the password login that asks, whose end
-    on a detected theft takes the key with it (``revoke_keys_of_session``). With an ``actor``, the audit row (key id and prefix, never the
-    key) commits with the key.
+    on a detected theft takes the key with it (``revoke_keys_of_session``). With an ``actor``,
+    the audit row (key id and prefix, never the key) commits with the key.
     """
     scopes, models = checked_scopes(scopes), checked_models(models)
     if "admin" in scopes and not owner.is_admin:
@@ -286,8 +286,17 @@ _keys, _users = ApiKey.__table__, User.__table__
 # select built per call pays for its cache key and ORM compile state on every request.
 _KEY_AND_OWNER = (
     select(
-        _keys.c.id, _keys.c.revoked_at, _keys.c.expires_at, _keys.c.last_used_at, _keys.c.scopes, _keys.c.models,
-        _users.c.id, _users.c.username, _users.c.tier, _users.c.is_admin, _users.c.disabled,
+        _keys.c.id,
+        _keys.c.revoked_at,
+        _keys.c.expires_at,
+        _keys.c.last_used_at,
+        _keys.c.scopes,
+        _keys.c.models,
+        _users.c.id,
+        _users.c.username,
+        _users.c.tier,
+        _users.c.is_admin,
+        _users.c.disabled,
     )
     .join_from(_keys, _users, _keys.c.user_id == _users.c.id)
     .where(_keys.c.key_hash == bindparam("key_hash"))

@@ -75,9 +75,12 @@ def list_events(
 ) -> tuple[list[AuditEvent], int]:
     """Matching events newest first, a page at a time, and how many match in all."""
     query = _filtered(select(AuditEvent), action=action, actor=actor, target=target)
-    total = session.scalar(
-        _filtered(select(func.count()).select_from(AuditEvent), action=action, actor=actor, target=target)
-    ) or 0
+    total = (
+        session.scalar(
+            _filtered(select(func.count()).select_from(AuditEvent), action=action, actor=actor, target=target)
+        )
+        or 0
+    )
     # Database-assigned ids give one order across hosts whose clocks may disagree.
     events = session.scalars(query.order_by(AuditEvent.id.desc()).offset(offset).limit(limit)).all()
     return list(events), total

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, MetaData, String, TypeDecorator, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    MetaData,
+    String,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mlapi.config import TIERS
@@ -32,7 +43,7 @@ ALL_MODELS = "*"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -41,17 +52,17 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use timezone-aware UTC")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -64,8 +75,8 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    email: Mapped[Optional[str]] = mapped_column(String(254))
-    full_name: Mapped[Optional[str]] = mapped_column(String(128))
+    email: Mapped[str | None] = mapped_column(String(254))
+    full_name: Mapped[str | None] = mapped_column(String(128))
     password_hash: Mapped[str] = mapped_column(String(255))
     tier: Mapped[str] = mapped_column(String(16), default="free")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -90,9 +101,9 @@ class ApiKey(Base):
     # SHA-256 of the whole key: the key itself is never stored.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Sorted lists of names from SCOPES, and of model names (or ALL_MODELS).
     # The server defaults serve the workers of the previous release during a rolling upgrade.
     scopes: Mapped[list[str]] = mapped_column(
@@ -103,12 +114,10 @@ class ApiKey(Base):
     )
     # The key that created this one (None: created by a password login or the CLI); revoking a
     # key revokes the keys it created.
-    parent_key_id: Mapped[Optional[int]] = mapped_column(
-        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
-    )
+    parent_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
     # The login session that created it (None: a key or the CLI did): if that session proves
     # stolen (a refresh token used twice), what it created is revoked with it.
-    login_session_id: Mapped[Optional[str]] = mapped_column(
+    login_session_id: Mapped[str | None] = mapped_column(
         ForeignKey("login_sessions.id", ondelete="SET NULL"), index=True
     )
 
@@ -134,9 +143,9 @@ class LoginSession(Base):
     # Fixed at login: rotation never extends a session.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     refresh_jti: Mapped[str] = mapped_column(String(64))
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # logout, refresh_reused, password_changed, user_disabled
-    revoked_reason: Mapped[Optional[str]] = mapped_column(String(32))
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class RevokedToken(Base):
@@ -167,11 +176,11 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(8))
     # The API key the actor presented (None: a password login, or the CLI).
-    actor_key_id: Mapped[Optional[int]] = mapped_column()
-    request_id: Mapped[Optional[str]] = mapped_column(String(128))
-    ip_address: Mapped[Optional[str]] = mapped_column(String(45))
+    actor_key_id: Mapped[int | None] = mapped_column()
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
     # What changed (tier from/to, key id and prefix); never a password or a key.
-    detail: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     def __repr__(self) -> str:
         return f"<AuditEvent {self.id} {self.actor} {self.action} {self.target}>"

@@ -6,12 +6,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mlapi.config import TIERS
 from mlapi.accounts import api_keys, audit, sessions
 from mlapi.accounts.audit import Action, Actor
 from mlapi.accounts.errors import Conflict, Forbidden, InvalidValue, NotFound
+from mlapi.accounts.passwords import MAX_PASSWORD, MIN_PASSWORD, hash_password, needs_rehash, verify_password
 from mlapi.accounts.tables import User
-from mlapi.accounts.passwords import hash_password, MAX_PASSWORD, MIN_PASSWORD, needs_rehash, verify_password
+from mlapi.config import TIERS
 
 
 def create_user(

@@ -23,8 +23,11 @@ class HealthSchema(ma.Schema):
     gpu_available = ma.fields.Boolean(required=True)
     models_loaded = ma.fields.List(ma.fields.String(), required=True)
     models_state = ma.fields.String(
-        required=True, metadata={"enum": ["loading", "ready", "failed", "not_loaded"],
-                                 "description": "This worker's models: `loading` in the seconds after start."}
+        required=True,
+        metadata={
+            "enum": ["loading", "ready", "failed", "not_loaded"],
+            "description": "This worker's models: `loading` in the seconds after start.",
+        },
     )
     device = ma.fields.String(required=True)
     worker_slot = ma.fields.Integer(allow_none=True, required=True)
@@ -43,7 +46,11 @@ class ReadySchema(ma.Schema):
 def runtime_status() -> dict:
     """What this worker serves; the serving layer replaces the defaults once models load."""
     status = {
-        "gpu_available": False, "models_loaded": [], "models_state": "not_loaded", "device": "cpu", "worker_slot": None
+        "gpu_available": False,
+        "models_loaded": [],
+        "models_state": "not_loaded",
+        "device": "cpu",
+        "worker_slot": None,
     }
     provider = current_app.extensions.get("mlapi_runtime_status")
     if provider is not None:

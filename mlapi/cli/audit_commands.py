@@ -7,9 +7,9 @@ import json
 import click
 from flask.cli import AppGroup
 
-from mlapi.extensions import db
 from mlapi.accounts import audit
 from mlapi.accounts.tables import AuditEvent
+from mlapi.extensions import db
 
 group = AppGroup("audit", help="Read the audit log of administrative actions.")
 
@@ -38,7 +38,9 @@ def _as_line(event: AuditEvent) -> str:
 
 
 @group.command("list")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many events.")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many events."
+)
 @click.option("--action", type=click.Choice(audit.ACTIONS), default=None, help="Only this action.")
 @click.option("--actor", default=None, help="Only this actor (a username, or cli:<OS user>).")
 @click.option("--target", default=None, help="Only actions on this username.")

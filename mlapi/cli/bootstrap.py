@@ -6,13 +6,13 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from mlapi.accounts import user_accounts
 from mlapi.cli.common import cli_actor
 from mlapi.cli.model_commands import open_checked_store
 from mlapi.extensions import db
-from mlapi.accounts import user_accounts
 
 DEMO_USERNAME = "demo_user"
-DEMO_PASSWORD = "demo_password"  # noqa: S105 (a documented development-only account)
+DEMO_PASSWORD = "demo_password"
 
 
 @click.command("bootstrap")

@@ -26,7 +26,10 @@ def current_document() -> dict:
 
 @group.command("snapshot")
 @click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), default=SNAPSHOT, show_default=True,
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=SNAPSHOT,
+    show_default=True,
     help="Where to write the snapshot.",
 )
 def snapshot(output: Path) -> None:
@@ -41,8 +44,12 @@ def snapshot(output: Path) -> None:
 
 @group.command("check")
 @click.option(
-    "--snapshot", "snapshot_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=SNAPSHOT, show_default=True, help="The snapshot to check against.",
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=SNAPSHOT,
+    show_default=True,
+    help="The snapshot to check against.",
 )
 def check(snapshot_path: Path) -> None:
     """List each breaking change from the snapshot to this app and exit 1 if any; additions pass."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from mlapi.cli.common import cli_actor, store_errors_reported
-from mlapi.extensions import db
 from mlapi.accounts import api_keys, user_accounts
 from mlapi.accounts.tables import ALL_MODELS, DEFAULT_SCOPES, SCOPES
+from mlapi.cli.common import cli_actor, store_errors_reported
+from mlapi.extensions import db
 
 group = AppGroup("keys", help="Create, list and revoke API keys.")
 
@@ -22,11 +22,17 @@ def _date(value) -> str:  # noqa: ANN001 (datetime or None)
 @click.option("--label", default="cli", show_default=True)
 @click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None)
 @click.option(
-    "--scope", "scopes", type=click.Choice(SCOPES), multiple=True,
+    "--scope",
+    "scopes",
+    type=click.Choice(SCOPES),
+    multiple=True,
     help=f"What the key may do; repeat for several. Default: {', '.join(DEFAULT_SCOPES)}.",
 )
 @click.option(
-    "--model", "models", multiple=True, metavar="NAME",
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
     help=f"A model the key may use; repeat for several. Default: every model ({ALL_MODELS}).",
 )
 def create(
@@ -40,8 +46,13 @@ def create(
     with store_errors_reported():
         owner = user_accounts.get_user(db.session, username)
         record, key = api_keys.create_api_key(
-            db.session, owner, label, expires_in_days,
-            scopes=scopes or DEFAULT_SCOPES, models=models or (ALL_MODELS,), actor=cli_actor(),
+            db.session,
+            owner,
+            label,
+            expires_in_days,
+            scopes=scopes or DEFAULT_SCOPES,
+            models=models or (ALL_MODELS,),
+            actor=cli_actor(),
         )
     click.echo(key)
     click.echo(

@@ -30,4 +30,6 @@ def list_() -> None:
     click.echo("name\tversion\ttask\thandler\tweights")
     for manifest in store.all():
         marker = "*" if store.latest[manifest.name] == manifest.version else " "
-        click.echo(f"{manifest.name}\t{manifest.version}{marker}\t{manifest.task}\t{manifest.handler}\t{manifest.weights}")
+        click.echo(
+            f"{manifest.name}\t{manifest.version}{marker}\t{manifest.task}\t{manifest.handler}\t{manifest.weights}"
+        )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from mlapi.accounts import user_accounts
 from mlapi.cli.common import cli_actor, store_errors_reported
 from mlapi.config import TIERS
 from mlapi.extensions import db
-from mlapi.accounts import user_accounts
 
 group = AppGroup("users", help="Create and administer users.")
 
@@ -24,7 +24,13 @@ def create(username: str, password: str, tier: str, is_admin: bool, email: str |
     """Create user USERNAME."""
     with store_errors_reported():
         user = user_accounts.create_user(
-            db.session, username, password, tier=tier, is_admin=is_admin, email=email, full_name=full_name,
+            db.session,
+            username,
+            password,
+            tier=tier,
+            is_admin=is_admin,
+            email=email,
+            full_name=full_name,
             actor=cli_actor(),
         )
     click.echo(f"created user {user.username} (id {user.id}, tier {user.tier}{', admin' if user.is_admin else ''})")
@@ -52,13 +58,18 @@ def set_tier(username: str, tier: str) -> None:
 
 @group.command("set-password")
 @click.argument("username")
-@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True, help="Prompted if absent.")
+@click.option(
+    "--password", prompt="New password", hide_input=True, confirmation_prompt=True, help="Prompted if absent."
+)
 @click.option("--revoke-keys", is_flag=True, help="Also revoke every API key of USERNAME.")
 def set_password(username: str, password: str, revoke_keys: bool) -> None:
     """Set USERNAME's password and end every login session of theirs (API keys stay valid unless --revoke-keys)."""
     with store_errors_reported():
         user_accounts.change_password(db.session, username, password, revoke_api_keys=revoke_keys, actor=cli_actor())
-    click.echo(f"password of {username} changed; their login sessions have ended" + ("; their API keys are revoked" if revoke_keys else ""))
+    click.echo(
+        f"password of {username} changed; their login sessions have ended"
+        + ("; their API keys are revoked" if revoke_keys else "")
+    )
 
 
 @group.command("disable")

@@ -51,7 +51,7 @@ class _Comparison:
             if new_path is None:
                 yield f"{path}: path removed"
                 continue
-            renamed = dict(zip(_PATH_PARAMETER.findall(path), _PATH_PARAMETER.findall(new_path)))
+            renamed = dict(zip(_PATH_PARAMETER.findall(path), _PATH_PARAMETER.findall(new_path), strict=True))
             old_item, new_item = _resolve(self.old, old_item), _resolve(self.new, self.new["paths"][new_path])
             for method in HTTP_METHODS:
                 if method not in old_item:
@@ -169,7 +169,7 @@ class _Comparison:
             narrower = len(new_parts) != len(old_parts) and not wider
             if direction == REQUEST and narrower or direction == RESPONSE and wider:
                 yield _line(where, path, f"'{keyword}' went from {len(old_parts)} to {len(new_parts)} schemas")
-            for index, (old_part, new_part) in enumerate(zip(old_parts, new_parts)):
+            for index, (old_part, new_part) in enumerate(zip(old_parts, new_parts, strict=False)):
                 yield from self.schema(where, f"{path}<{keyword}[{index}]>", old_part, new_part, direction)
 
 

@@ -216,7 +216,7 @@ class Batcher:
         if self.on_depth is not None:
             try:
                 self.on_depth(depth)
-            except Exception:  # noqa: BLE001 (metrics must never stop serving)
+            except Exception:
                 logger.exception("queue-depth hook failed for model %s", self.name)
 
     def _serve(self) -> None:
@@ -240,7 +240,7 @@ class Batcher:
             outputs = self.run(inputs)
             if len(outputs) != len(inputs):
                 raise RuntimeError(f"model {self.name} returned {len(outputs)} outputs for {len(inputs)} inputs")
-        except BaseException as exc:  # noqa: BLE001 (any failure fails this batch only)
+        except BaseException as exc:
             self._note_load()
             logger.exception("batch of %d inputs failed on model %s", len(inputs), self.name)
             for work in batch:
@@ -261,5 +261,5 @@ class Batcher:
         if self.on_batch is not None:
             try:
                 self.on_batch(BatchResult([], model_ms, 0.0, len(inputs)))
-            except Exception:  # noqa: BLE001 (metrics must never stop the runner)
+            except Exception:
                 logger.exception("batch hook failed for model %s", self.name)

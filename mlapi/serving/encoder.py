@@ -58,7 +58,7 @@ class SentenceEncoder:
         """
         limits = [min(m, self.max_length) for m in (max_lengths or [self.max_length] * len(texts))]
         if self.one_text_per_pass and len(texts) > 1:
-            parts = [self._encode_together([text], [limit]) for text, limit in zip(texts, limits)]
+            parts = [self._encode_together([text], [limit]) for text, limit in zip(texts, limits, strict=True)]
             return Encoded(torch.cat([p.vectors for p in parts]), [n for p in parts for n in p.token_counts])
         return self._encode_together(list(texts), limits)
 
@@ -78,7 +78,7 @@ class SentenceEncoder:
             return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=limits[0], return_tensors="pt"))
         features = [
             {key: value for key, value in self.tokenizer(text, truncation=True, max_length=limit).items()}
-            for text, limit in zip(texts, limits)
+            for text, limit in zip(texts, limits, strict=True)
         ]
         return dict(self.tokenizer.pad(features, return_tensors="pt"))
 

@@ -94,7 +94,7 @@ class InferenceEngine:
         if missing:
             result = self._submit(manifest, [items[i] for i in missing])
             model_ms, batch_size = result.model_ms, result.batch_size
-            for i, prediction in zip(missing, result.outputs):
+            for i, prediction in zip(missing, result.outputs, strict=True):
                 found[i] = prediction
             if self.cache:
                 self.cache.set_many({keys[i]: found[i] for i in missing})

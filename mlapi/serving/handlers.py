@@ -93,7 +93,10 @@ class SentenceEmbeddingHandler(_EncoderHandler):
 
     def embed(self, texts: Sequence[str]) -> list[Embedding]:
         encoded = self.encoder.encode(texts, [self.max_length] * len(texts))
-        return [Embedding(vector.tolist(), tokens) for vector, tokens in zip(encoded.vectors, encoded.token_counts)]
+        return [
+            Embedding(vector.tolist(), tokens)
+            for vector, tokens in zip(encoded.vectors, encoded.token_counts, strict=True)
+        ]
 
 
 class SentenceSimilarityClassifier(_EncoderHandler):
@@ -118,7 +121,9 @@ class SentenceSimilarityClassifier(_EncoderHandler):
         self._prototype_by_label: LRUCache[str, torch.Tensor] = LRUCache(maxsize=MAX_CACHED_LABELS)
         self._own_prototypes: dict[str, torch.Tensor] = {}
         # The manifest's labels, embedded once here and never evicted: every default request needs them.
-        self._own_prototypes = dict(zip(self.manifest.labels, self._prototypes(tuple(self.manifest.labels))))
+        self._own_prototypes = dict(
+            zip(self.manifest.labels, self._prototypes(tuple(self.manifest.labels)), strict=True)
+        )
 
     def _phrases(self, label: str) -> tuple[str, ...]:
         return self.descriptions.get(label) or tuple(t.format(label=label) for t in LABEL_TEMPLATES)
@@ -145,14 +150,16 @@ class SentenceSimilarityClassifier(_EncoderHandler):
         limits = [min(item.max_tokens or self.max_length, self.max_length) for item in items]
         vectors = self.encoder.encode([item.text for item in items], limits).vectors
         predictions = []
-        for item, vector in zip(items, vectors):
+        for item, vector in zip(items, vectors, strict=True):
             labels = item.labels or self.manifest.labels
             similarities = self._prototypes(tuple(labels)) @ vector
-            temperature = max(self.default_temperature if item.temperature is None else item.temperature, MIN_TEMPERATURE)
+            temperature = max(
+                self.default_temperature if item.temperature is None else item.temperature, MIN_TEMPERATURE
+            )
             probabilities = torch.softmax(similarities / temperature, dim=0).tolist()
             best = max(range(len(labels)), key=probabilities.__getitem__)
             predictions.append(
-                Prediction(labels[best], probabilities[best], dict(zip(labels, probabilities)))
+                Prediction(labels[best], probabilities[best], dict(zip(labels, probabilities, strict=True)))
             )
         return predictions
 

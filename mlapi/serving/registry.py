@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-
 from typing import TYPE_CHECKING
 
 from mlapi.serving.errors import ManifestError, ServingError
@@ -36,12 +35,10 @@ class ModelRegistry:
                 handler.warmup()
             except ServingError:
                 raise
-            except Exception as exc:  # noqa: BLE001 (corrupt weights surface as many error types)
+            except Exception as exc:
                 raise ManifestError(f"{manifest.path}: cannot load model {manifest.id}: {exc}") from exc
             self.handlers[manifest.id] = handler
-            logger.info(
-                "loaded model %s on %s in %.2fs", manifest.id, handler.device, time.perf_counter() - started
-            )
+            logger.info("loaded model %s on %s in %.2fs", manifest.id, handler.device, time.perf_counter() - started)
         return self
 
     def resolve(self, name: str, version: str = LATEST) -> Handler:

@@ -24,17 +24,17 @@ from flask_jwt_extended import get_current_user, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError, UserLookupError, WrongTokenError
 from jwt import ExpiredSignatureError, PyJWTError
 
+from mlapi.accounts import sessions
+from mlapi.accounts.api_keys import MAX_MODEL_NAME, Grant, KeyOwner, check_api_key, looks_like_api_key
+from mlapi.accounts.audit import Actor
+from mlapi.accounts.revoked_tokens import is_token_revoked
+from mlapi.accounts.tables import ALL_MODELS, SCOPES, LoginSession, RevokedToken, User
+from mlapi.extensions import api, db, jwt
 from mlapi.web import metrics
 from mlapi.web.errors import APIError
-from mlapi.extensions import api, db, jwt
 from mlapi.web.openapi import Blueprint
 from mlapi.web.ratelimit import limit_by_account_or_ip
 from mlapi.web.request_context import add_access_log_fields
-from mlapi.accounts import sessions
-from mlapi.accounts.api_keys import check_api_key, Grant, KeyOwner, looks_like_api_key, MAX_MODEL_NAME
-from mlapi.accounts.audit import Actor
-from mlapi.accounts.tables import ALL_MODELS, LoginSession, RevokedToken, SCOPES, User
-from mlapi.accounts.revoked_tokens import is_token_revoked
 
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 _View = TypeVar("_View", bound=Callable[..., Any])
@@ -269,9 +269,7 @@ def requires_auth(
             return authorised(*args, **kwargs)
 
         documented = blp.doc(security=SECURITY)(wrapper)
-        documented = blp.alt_response(401, description="Missing, invalid, expired or revoked credentials.")(
-            documented
-        )
+        documented = blp.alt_response(401, description="Missing, invalid, expired or revoked credentials.")(documented)
         documented = blp.alt_response(429, description="Rate limit exceeded; see Retry-After.")(documented)
         forbidden = [
             reason

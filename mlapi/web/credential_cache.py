@@ -32,7 +32,7 @@ from cachetools import TTLCache
 from flask import g, has_request_context
 from sqlalchemy.orm import Session
 
-from mlapi.accounts.api_keys import check_api_key, hash_key, KeyCheck
+from mlapi.accounts.api_keys import KeyCheck, check_api_key, hash_key
 from mlapi.accounts.tables import utcnow
 
 logger = logging.getLogger("mlapi.credentials")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, jsonify, request
@@ -18,9 +18,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from mlapi.accounts.errors import Busy, Conflict, Forbidden, InvalidValue, NotFound, StoreError
 from mlapi.serving.batcher import DeadlineExceeded, QueueFull, ShuttingDown
 from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask
-from mlapi.accounts.errors import Busy, Conflict, Forbidden, InvalidValue, NotFound, StoreError
 
 logger = logging.getLogger("mlapi.web.errors")
 
@@ -49,7 +49,7 @@ class APIError(HTTPException):
         self.extra_headers = dict(headers or {})
         self.extra = dict(extra or {})
 
-    def get_headers(self, environ=None, scope=None):  # noqa: ANN001 (werkzeug's signature)
+    def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:  # noqa: ANN001 (werkzeug's signature)
         return list(self.extra_headers.items())
 
 
@@ -65,7 +65,7 @@ def envelope(status_code: int, detail: str, *, error: str | None = None, **extra
         "detail": detail,
         "status_code": status_code,
         "request_id": g.get("request_id"),
-        "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     if _message_in_error():
         body["code"], body["error"] = body["error"], detail
@@ -190,8 +190,12 @@ def handle_database_unavailable(exc: OperationalError | InterfaceError | PoolTim
     # Connection refused, server restarting, SQLite locked past its timeout, every pooled connection
     # busy past the pool's timeout: worth a retry.
     logger.warning("database unavailable: %s", exc.orig if getattr(exc, "orig", None) else exc)
-    return error_response(503, "The database is unavailable; try again shortly.", error="database_unavailable",
-                          headers={"Retry-After": "1"})
+    return error_response(
+        503,
+        "The database is unavailable; try again shortly.",
+        error="database_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 def handle_value_refused_by_database(exc: DataError) -> ResponseReturnValue:

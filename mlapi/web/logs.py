@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line on stderr (stdout is left to command output), with the request's context."""
+"""Structured logs: one JSON object per line on stderr, with the request's context (stdout is for command output)."""
 
 from __future__ import annotations
 

@@ -16,10 +16,10 @@ from flask import Flask, Response, g, request
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
-from mlapi.web.errors import APIError
 from mlapi.extensions import limiter
 from mlapi.serving.batcher import BatchResult
 from mlapi.serving.manifest import Manifest
+from mlapi.web.errors import APIError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -33,9 +33,13 @@ ACTIVE_REQUESTS = Gauge("api_active_requests", "Requests in progress.", multipro
 INFERENCE_LATENCY = Histogram(
     "inference_latency_seconds", "Forward-pass time of a batch.", ["model", "model_version"], buckets=LATENCY_BUCKETS
 )
-BATCH_SIZE = Histogram("inference_batch_size", "Inputs per forward pass.", ["model", "model_version"], buckets=BATCH_BUCKETS)
+BATCH_SIZE = Histogram(
+    "inference_batch_size", "Inputs per forward pass.", ["model", "model_version"], buckets=BATCH_BUCKETS
+)
 QUEUE_WAIT = Histogram(
-    "inference_queue_wait_seconds", "Time a request waited for its batch.", ["model", "model_version"],
+    "inference_queue_wait_seconds",
+    "Time a request waited for its batch.",
+    ["model", "model_version"],
     buckets=LATENCY_BUCKETS,
 )
 QUEUE_DEPTH = Gauge(
@@ -45,11 +49,14 @@ CACHE_REQUESTS = Counter("prediction_cache_requests_total", "Prediction cache lo
 RATE_LIMIT_REJECTIONS = Counter("rate_limit_rejections_total", "Requests refused with 429.", ["tier"])
 AUTH_FAILURES = Counter("auth_failures_total", "Requests refused with 401.", ["reason"])
 STORAGE_DEGRADED = Gauge(
-    "rate_limit_storage_degraded", "1 while a worker counts limits in memory because Redis is unreachable.",
+    "rate_limit_storage_degraded",
+    "1 while a worker counts limits in memory because Redis is unreachable.",
     multiprocess_mode="livemax",
 )
 MODEL_INFO = Gauge(
-    "model_info", "Models loaded, by worker slot and device.", ["model", "version", "device", "worker_slot"],
+    "model_info",
+    "Models loaded, by worker slot and device.",
+    ["model", "version", "device", "worker_slot"],
     multiprocess_mode="livesum",
 )
 
@@ -114,8 +121,12 @@ def _token_required(token: str) -> Callable[[Callable[..., Any]], Callable[..., 
         def protected(*args: Any, **kwargs: Any) -> Any:
             scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-                raise APIError(401, "Send the metrics token as 'Authorization: Bearer <token>'.",
-                               error="missing_credentials", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+                raise APIError(
+                    401,
+                    "Send the metrics token as 'Authorization: Bearer <token>'.",
+                    error="missing_credentials",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
             return view(*args, **kwargs)
 
         return protected

@@ -164,7 +164,9 @@ class Api(flask_smorest.Api):
     def __init__(self, app: flask.Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs: Any) -> None:
         spec_kwargs = dict(spec_kwargs or {})
         spec_kwargs["extra_plugins"] = [
-            CommonErrorsPlugin(), DeprecatedOperationsPlugin(self), *spec_kwargs.get("extra_plugins", ())
+            CommonErrorsPlugin(),
+            DeprecatedOperationsPlugin(self),
+            *spec_kwargs.get("extra_plugins", ()),
         ]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 

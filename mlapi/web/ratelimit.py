@@ -25,9 +25,9 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
+from mlapi.extensions import limiter
 from mlapi.web import metrics
 from mlapi.web.errors import error_response
-from mlapi.extensions import limiter
 from mlapi.web.limits_storage import storage_uri
 
 logger = logging.getLogger("mlapi.web.ratelimit")
@@ -90,7 +90,7 @@ def _login_username() -> str:
     # limiter would take an unreadable body for a storage outage).
     try:
         username = request.form.get("username") or "-"
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 (a client that hangs up, a body over the limit: count it as "-")
         username = "-"
     return username.casefold()
 
@@ -212,9 +212,7 @@ def init_app(app: Flask) -> None:
         # One Redis call per limit check instead of two (see mlapi.web.limits_storage).
         RATELIMIT_STORAGE_URI=storage_uri(settings.redis_url) if settings.redis_url else "memory://",
         # A dead Redis must cost milliseconds, not a request timeout, before the fallback kicks in.
-        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
-        if settings.redis_url
-        else {},
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if settings.redis_url else {},
         RATELIMIT_STRATEGY="moving-window",
         RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,

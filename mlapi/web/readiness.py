@@ -43,5 +43,11 @@ def not_ready_response(checks: dict[str, dict[str, str]], **extra: object) -> Re
     failed = sorted(name for name, result in checks.items() if result["status"] != "ok")
     if not failed:
         return None
-    return error_response(503, f"Not ready: {', '.join(failed)} unavailable.", error="not_ready",
-                          headers={"Retry-After": "5"}, checks=checks, **extra)
+    return error_response(
+        503,
+        f"Not ready: {', '.join(failed)} unavailable.",
+        error="not_ready",
+        headers={"Retry-After": "5"},
+        checks=checks,
+        **extra,
+    )

@@ -80,10 +80,10 @@ class NoCookieSessions(SessionInterface):
     null session, which refuses writes.
     """
 
-    def open_session(self, app: Flask, request: object) -> None:  # noqa: ARG002 (Flask's signature)
+    def open_session(self, app: Flask, request: object) -> None:
         return None
 
-    def save_session(self, app: Flask, session: object, response: Response) -> None:  # noqa: ARG002
+    def save_session(self, app: Flask, session: object, response: Response) -> None:
         return None
 
 

@@ -10,14 +10,16 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g
 
-from mlapi.web import metrics, readiness
 from mlapi.config import Settings
-from mlapi.web.errors import APIError
+from mlapi.serving.batcher import BatchResult
 from mlapi.serving.cache import SHARED, MemoryCache, PredictionCache, RedisCache
 from mlapi.serving.devices import configure_torch_threads, device_for_slot, visible_devices, worker_slot
 from mlapi.serving.engine import BatchingSettings, InferenceEngine, Observer
+from mlapi.serving.manifest import Manifest
 from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.store import ModelStore
+from mlapi.web import metrics, readiness
+from mlapi.web.errors import APIError
 
 logger = logging.getLogger("mlapi.web.runtime")
 _View = TypeVar("_View", bound=Callable[..., Any])
@@ -47,10 +49,18 @@ def models_unavailable() -> Exception:
     if loading is None:  # an app built without models (the admin CLI): a programming error
         return RuntimeError("models are not loaded in this process")
     if loading.state == FAILED:
-        return APIError(503, "The models failed to load on this worker; its log says why.",
-                        error="models_unavailable", headers={"Retry-After": "30"})
-    return APIError(503, "The models are still loading on this worker; retry shortly.",
-                    error="models_loading", headers={"Retry-After": str(LOADING_RETRY_AFTER_S)})
+        return APIError(
+            503,
+            "The models failed to load on this worker; its log says why.",
+            error="models_unavailable",
+            headers={"Retry-After": "30"},
+        )
+    return APIError(
+        503,
+        "The models are still loading on this worker; retry shortly.",
+        error="models_loading",
+        headers={"Retry-After": str(LOADING_RETRY_AFTER_S)},
+    )
 
 
 def uses_models(view: _View) -> _View:
@@ -172,7 +182,11 @@ def _load_models(app: Flask, settings: Settings, status: dict[str, Any]) -> None
         timeout_s=settings.inference_timeout_s,
     )
     serving = InferenceEngine(
-        loaded, batching, prediction_cache(app, settings), cache_prefix=settings.redis_prefix, observer=MetricsObserver()
+        loaded,
+        batching,
+        prediction_cache(app, settings),
+        cache_prefix=settings.redis_prefix,
+        observer=MetricsObserver(),
     )
     for handler in loaded.handlers.values():
         metrics.record_model(handler.manifest, handler.device, slot)
@@ -191,16 +205,16 @@ def _withdraw_announcement(app: Flask) -> None:
 
 
 class MetricsObserver(Observer):
-    def batch(self, manifest, result):  # noqa: ANN001, ANN201 (Observer's signature)
+    def batch(self, manifest: Manifest, result: BatchResult) -> None:
         metrics.record_batch(manifest, result)
 
-    def queued(self, manifest, queue_ms):  # noqa: ANN001, ANN201
+    def queued(self, manifest: Manifest, queue_ms: float) -> None:
         metrics.record_queue_wait(manifest, queue_ms)
 
-    def depth(self, manifest, depth):  # noqa: ANN001, ANN201
+    def depth(self, manifest: Manifest, depth: int) -> None:
         metrics.record_queue_depth(manifest, depth)
 
-    def cache(self, hits, misses):  # noqa: ANN001, ANN201
+    def cache(self, hits: int, misses: int) -> None:
         metrics.record_cache(hits, misses)
 
 

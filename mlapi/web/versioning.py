@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from apispec import APISpec, BasePlugin
@@ -72,8 +72,11 @@ def negotiate(accept: str | None, default: str) -> str:
             continue
         match = _VENDOR_TYPE.match(mime)
         named.append(((match.group(1) or default) if match else mime, quality))
-    wanted = [(quality, API_VERSIONS.index(version), version) for version, quality in named
-              if quality > 0 and version in API_VERSIONS]
+    wanted = [
+        (quality, API_VERSIONS.index(version), version)
+        for version, quality in named
+        if quality > 0 and version in API_VERSIONS
+    ]
     if wanted:
         return max(wanted)[2]
     unknown = [version for version, quality in named if quality > 0]
@@ -121,7 +124,6 @@ class NegotiatingMiddleware:
             return Selection(None, alias=path, requested=refusal.requested)
         environ["PATH_INFO"] = f"/{version}{path}"
         return Selection(version, alias=path)
-
 
 
 def _routed(routes: MapAdapter, path: str, method: str) -> bool:
@@ -172,11 +174,11 @@ class Retirement:
 
 
 def _midnight_utc(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Versioning:
@@ -268,8 +270,9 @@ def versioning(app: Flask) -> Versioning:
 def init_app(app: Flask) -> None:
     """Call before the extensions that hook requests, so a 406 or 410 costs no quota or auth look-up."""
     settings: Settings = app.config["MLAPI_SETTINGS"]
-    docs_url = "/".join((app.config.get("OPENAPI_URL_PREFIX", "/v1").rstrip("/"),
-                         app.config.get("OPENAPI_SWAGGER_UI_PATH", "docs")))
+    docs_url = "/".join(
+        (app.config.get("OPENAPI_URL_PREFIX", "/v1").rstrip("/"), app.config.get("OPENAPI_SWAGGER_UI_PATH", "docs"))
+    )
     policy = Versioning(settings, docs_url)
     app.extensions[EXTENSION] = policy
     app.wsgi_app = NegotiatingMiddleware(  # type: ignore[method-assign]

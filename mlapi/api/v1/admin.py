@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.web.auth import current_actor, requires_auth
-from mlapi.extensions import db
-from mlapi.web.openapi import Blueprint
-from mlapi.api.v1.schemas import PageArgsSchema, pagination, PaginationSchema, PASSWORD, TIER, USERNAME, UserSchema
 from mlapi.accounts import api_keys, audit, user_accounts
 from mlapi.accounts.tables import User
+from mlapi.api.v1.schemas import PASSWORD, TIER, USERNAME, PageArgsSchema, PaginationSchema, UserSchema, pagination
+from mlapi.extensions import db
+from mlapi.web.auth import current_actor, requires_auth
+from mlapi.web.openapi import Blueprint
 
 blp = Blueprint(
-    "admin", __name__, url_prefix="/v1/admin", description="Administer users and keys, read the audit log (admins only)."
+    "admin",
+    __name__,
+    url_prefix="/v1/admin",
+    description="Administer users and keys, read the audit log (admins only).",
 )
 
 
@@ -50,7 +53,9 @@ class AuditEventSchema(ma.Schema):
     target = ma.fields.String(dump_only=True, metadata={"description": "The username acted on."})
     source = ma.fields.String(dump_only=True, metadata={"enum": ["api", "cli"]})
     actor_key_id = ma.fields.Integer(
-        dump_only=True, allow_none=True, metadata={"description": "The API key the actor used; null for a password login or the CLI."}
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The API key the actor used; null for a password login or the CLI."},
     )
     request_id = ma.fields.String(dump_only=True, allow_none=True)
     ip_address = ma.fields.String(dump_only=True, allow_none=True)

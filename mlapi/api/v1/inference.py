@@ -5,22 +5,22 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import marshmallow as ma
 import numpy as np
 from cachetools import LRUCache
 from flask import current_app, g, request
 
-from mlapi.web.auth import requires_auth
-from mlapi.web.errors import APIError
-from mlapi.web.openapi import Blueprint
 from mlapi.api.inputs import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA, quota_cost
-from mlapi.web.request_context import add_access_log_fields
-from mlapi.web.runtime import cache_scope, engine, uses_models
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
+from mlapi.web.auth import requires_auth
+from mlapi.web.errors import APIError
+from mlapi.web.openapi import Blueprint
+from mlapi.web.request_context import add_access_log_fields
+from mlapi.web.runtime import cache_scope, engine, uses_models
 
 blp = Blueprint("inference", __name__, url_prefix="/v1", description="Predictions and embeddings.")
 
@@ -28,6 +28,8 @@ DEFAULT_PREDICT_MODEL = "sentiment"
 MAX_LABELS = 20
 MAX_LABEL_LENGTH = 100
 DEFAULT_EMBEDDING_MODEL = "minilm"
+
+
 def _unique(values: list) -> None:
     if len(set(values)) != len(values):
         raise ma.ValidationError("Labels must not repeat.")
@@ -76,7 +78,7 @@ class BatchRequestSchema(_PredictOptions):
 class StringOrStrings(ma.fields.Field):
     """OpenAI's `input`: one string or a list of strings."""
 
-    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN202 (marshmallow's signature)
+    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN003, ANN202 (marshmallow's signature)
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
             raise ma.ValidationError("Must be a string or a list of strings.")
@@ -198,7 +200,9 @@ def _labels_to_pay(body: dict) -> list[str]:
     """
     labels, model = body.get("labels"), body.get("model") or DEFAULT_PREDICT_MODEL
     valid = (
-        isinstance(labels, list) and 2 <= len(labels) <= MAX_LABELS and len(set(map(str, labels))) == len(labels)
+        isinstance(labels, list)
+        and 2 <= len(labels) <= MAX_LABELS
+        and len(set(map(str, labels))) == len(labels)
         and all(isinstance(x, str) and 1 <= len(x) <= MAX_LABEL_LENGTH and x.strip() for x in labels)
         and isinstance(model, str)
     )
@@ -286,7 +290,7 @@ def predict(args: dict) -> dict:
         "cached": outcome.cached[0],
         "latency_ms": round(outcome.model_ms, 3),
         **_served_by(outcome.manifest),
-        "timestamp": datetime.now(timezone.utc),
+        "timestamp": datetime.now(UTC),
     }
 
 
@@ -307,7 +311,7 @@ def predict_batch(args: dict) -> dict:
         "request_id": g.request_id,
         "predictions": [
             {"index": i, "result": p.label, "confidence": p.confidence, "scores": p.scores, "cached": hit}
-            for i, (p, hit) in enumerate(zip(outcome.predictions, outcome.cached))
+            for i, (p, hit) in enumerate(zip(outcome.predictions, outcome.cached, strict=True))
         ],
         "count": len(outcome.predictions),
         "latency_ms": round(outcome.model_ms, 3),
@@ -346,4 +350,3 @@ def embeddings(args: dict) -> dict:
 
 def _base64(vector: list[float]) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.web.auth import current_account, current_actor, requires_auth
-from mlapi.extensions import db
-from mlapi.web.openapi import Blueprint
-from mlapi.web.request_context import no_store
-from mlapi.api.v1.schemas import ApiKeySchema
 from mlapi.accounts import api_keys
 from mlapi.accounts.tables import ALL_MODELS, DEFAULT_SCOPES, SCOPES, User
+from mlapi.api.v1.schemas import ApiKeySchema
+from mlapi.extensions import db
+from mlapi.web.auth import current_account, current_actor, requires_auth
+from mlapi.web.openapi import Blueprint
+from mlapi.web.request_context import no_store
 
 blp = Blueprint("api_keys", __name__, url_prefix="/v1/api-keys", description="Create, list and revoke API keys.")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.config import TIERS
 from mlapi.accounts.passwords import MAX_PASSWORD, MIN_PASSWORD
+from mlapi.config import TIERS
 
 USERNAME = ma.validate.Regexp(r"^[A-Za-z0-9_.-]{3,64}$", error="3 to 64 letters, digits, '.', '_' or '-'.")
 PASSWORD = ma.validate.Length(min=MIN_PASSWORD, max=MAX_PASSWORD)
 TIER = ma.validate.OneOf(TIERS)
+
 
 class UserSchema(ma.Schema):
     id = ma.fields.Integer(dump_only=True)

@@ -5,20 +5,20 @@ Each login starts a login session (mlapi.accounts.sessions) whose id every token
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import marshmallow as ma
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt
 
-from mlapi.web.auth import actor_of, SECURITY, unauthorized, verified_token_user
+from mlapi.accounts import sessions, user_accounts
+from mlapi.accounts.revoked_tokens import prune_revoked_tokens, revoke_token
+from mlapi.accounts.tables import User, utcnow
 from mlapi.extensions import db
+from mlapi.web.auth import SECURITY, actor_of, unauthorized, verified_token_user
 from mlapi.web.openapi import Blueprint
 from mlapi.web.ratelimit import limit_by_account_or_ip, limit_logins
 from mlapi.web.request_context import no_store
-from mlapi.accounts import sessions, user_accounts
-from mlapi.accounts.tables import User, utcnow
-from mlapi.accounts.revoked_tokens import prune_revoked_tokens, revoke_token
 
 blp = Blueprint("tokens", __name__, url_prefix="/v1/token", description="Obtain, refresh and revoke tokens.")
 
@@ -126,4 +126,4 @@ def revoke() -> None:
     if claims["type"] == "refresh":
         sessions.end(db.session, claims["sid"], sessions.EndReason.LOGOUT)
     else:
-        revoke_token(db.session, claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc))
+        revoke_token(db.session, claims["jti"], datetime.fromtimestamp(claims["exp"], UTC))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.web.auth import current_account, current_actor, requires_auth
-from mlapi.extensions import db
-from mlapi.web.openapi import Blueprint
-from mlapi.web.ratelimit import limit_password_guesses
-from mlapi.api.v1.schemas import PASSWORD, UserSchema
 from mlapi.accounts import user_accounts
 from mlapi.accounts.tables import User
+from mlapi.api.v1.schemas import PASSWORD, UserSchema
+from mlapi.extensions import db
+from mlapi.web.auth import current_account, current_actor, requires_auth
+from mlapi.web.openapi import Blueprint
+from mlapi.web.ratelimit import limit_password_guesses
 
 blp = Blueprint("users", __name__, url_prefix="/v1/users", description="The caller's account.")
 
@@ -40,8 +40,8 @@ def change_password(body: dict) -> None:
     """Change the caller's password, ending every login session of the account.
 
     Every access and refresh token of the account, this request's included, is refused from now
-    on; API keys stay valid unless `revoke_api_keys` is true. Every attempt counts against the login limit for this username and
-    address (`MLAPI_LOGIN_LIMIT`)."""
+    on; API keys stay valid unless `revoke_api_keys` is true. Every attempt counts against the
+    login limit for this username and address (`MLAPI_LOGIN_LIMIT`)."""
     user_accounts.change_password(
         db.session,
         current_account().username,

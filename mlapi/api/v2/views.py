@@ -14,16 +14,16 @@ import marshmallow as ma
 from flask import Response, g, request
 
 from mlapi import __version__
+from mlapi.api.inputs import MAX_ITEMS, check_text, quota_cost
 from mlapi.api.v2 import codec
+from mlapi.serving.store import LATEST
+from mlapi.serving.types import PredictInput
 from mlapi.web import readiness
 from mlapi.web.auth import requires_auth
 from mlapi.web.errors import APIError, register_protocol_errors
 from mlapi.web.openapi import Blueprint
 from mlapi.web.request_context import add_access_log_fields
 from mlapi.web.runtime import cache_scope, engine, registry, uses_models
-from mlapi.api.inputs import MAX_ITEMS, check_text, quota_cost
-from mlapi.serving.store import LATEST
-from mlapi.serving.types import PredictInput
 
 if TYPE_CHECKING:
     from mlapi.serving.handlers import Handler
@@ -198,11 +198,15 @@ def _requested_items() -> int:
 @blp.route("/models/<name>/versions/<version>/infer", methods=["POST"], endpoint="infer_version")
 @uses_models
 @requires_auth(blp, scope="inference", model=lambda name, **_: name, cost=_requested_items)
-@blp.doc(requestBody={
-    "required": True,
-    "description": "JSON; or, with the Inference-Header-Content-Length header, JSON followed by binary tensor data.",
-    "content": {"application/json": {"schema": InferRequestSchema}},
-})
+@blp.doc(
+    requestBody={
+        "required": True,
+        "description": (
+            "JSON; or, with the Inference-Header-Content-Length header, JSON followed by binary tensor data."
+        ),
+        "content": {"application/json": {"schema": InferRequestSchema}},
+    }
+)
 @blp.response(200, InferResponseSchema)
 @documents_inference_errors
 def infer(name: str, version: str | None = None) -> Response:
