@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
 from mlapi.extensions import limiter
+from mlapi.web import compat
 from mlapi.serving.batcher import BatchResult
 from mlapi.serving.manifest import Manifest
 from mlapi.web.errors import APIError
@@ -78,8 +79,7 @@ def _finish(response: Response) -> Response:
     if started is not None:
         REQUEST_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
         ACTIVE_REQUESTS.dec()
-    # flask-limiter has no public flag for its fallback; it keeps it here.
-    STORAGE_DEGRADED.set(1 if getattr(limiter, "_storage_dead", False) else 0)
+    STORAGE_DEGRADED.set(1 if compat.limiter_storage_is_down(limiter) else 0)
     return response
 
 

@@ -12,6 +12,7 @@ from apispec import APISpec, BasePlugin
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
+from mlapi.web.compat import ApiWithoutSmorestErrorHandlers
 from mlapi.web.errors import APIError
 from mlapi.web.versioning import DeprecatedOperationsPlugin
 
@@ -158,7 +159,7 @@ def _document(responses: dict, status: int, component: str) -> None:
         responses[status] = component
 
 
-class Api(flask_smorest.Api):
+class Api(ApiWithoutSmorestErrorHandlers):
     ERROR_SCHEMA = ErrorSchema
 
     def __init__(self, app: flask.Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs: Any) -> None:
@@ -169,9 +170,6 @@ class Api(flask_smorest.Api):
             *spec_kwargs.get("extra_plugins", ()),
         ]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
-
-    def _register_error_handlers(self) -> None:
-        """Errors are rendered by mlapi.web.errors, for every blueprint alike."""
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -26,7 +26,7 @@ from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 from mlapi.extensions import limiter
-from mlapi.web import metrics
+from mlapi.web import compat, metrics
 from mlapi.web.errors import error_response
 from mlapi.web.limits_storage import storage_uri
 
@@ -195,17 +195,6 @@ def handle_rate_limit_exceeded(exc: RateLimitExceeded) -> ResponseReturnValue:
     return error_response(429, exc.description or "Rate limit exceeded.", error="rate_limit_exceeded")
 
 
-def _drop_the_middleware_pass(app: Flask) -> None:
-    """Remove flask-limiter's before-request pass: every limit here is on its view.
-
-    That pass applies default and application-wide limits, of which this service has none (no
-    ``RATELIMIT_DEFAULT`` or ``RATELIMIT_APPLICATION``); the limits of a decorated view are
-    checked by its decorator either way. On every request it would only cost CPU (~0.1 ms).
-    """
-    hooks = app.before_request_funcs.get(None, [])
-    hooks[:] = [hook for hook in hooks if getattr(hook, "__func__", None) is not type(limiter)._check_request_limit]
-
-
 def init_app(app: Flask) -> None:
     settings = app.config["MLAPI_SETTINGS"]
     app.config.update(
@@ -224,7 +213,7 @@ def init_app(app: Flask) -> None:
     # Registered first so that it runs after the limiter's own after-request hook.
     app.after_request(_retry_after_on_refusals_only)
     limiter.init_app(app)
-    _drop_the_middleware_pass(app)
+    compat.drop_limiter_before_request_pass(app, limiter)
     app.register_error_handler(RateLimitExceeded, handle_rate_limit_exceeded)
     if not settings.redis_url:
         logger.info("rate limits are counted in memory, per worker (set MLAPI_REDIS_URL to share them)")
