@@ -17,9 +17,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
 from mlapi.extensions import limiter
-from mlapi.web import compat
 from mlapi.serving.batcher import BatchResult
 from mlapi.serving.manifest import Manifest
+from mlapi.web import compat
 from mlapi.web.errors import APIError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
