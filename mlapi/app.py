@@ -19,9 +19,10 @@ from mlapi.cli import register_commands
 from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
 from mlapi.extensions import api, cors, db
 from mlapi.web import auth, errors, metrics, ratelimit, readiness, request_context, runtime, versioning
-from mlapi.web.credential_cache import CredentialCache, RefusedKeys, credential_change_hook
+from mlapi.web.credential_cache import CredentialCache, credential_change_hook
 from mlapi.web.logs import configure_logging
 from mlapi.web.openapi import OPENAPI_CONFIG
+from mlapi.web.state import init_state, state_of
 
 
 def create_app(
@@ -34,6 +35,7 @@ def create_app(
     """
     settings = resolve_settings(config)
     app = Flask("mlapi", instance_relative_config=True, static_folder=None)
+    init_state(app)
     configure(app, settings)
     configure_logging(settings.log_level)
     request_context.init_app(app)
@@ -74,6 +76,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     passwords.limit_concurrent_hashes(settings.max_concurrent_hashes)
     app.teardown_appcontext(lambda _exc: db.session.remove())
     readiness.register_check(app, "database", db.ping)
+    state = state_of(app)
     credentials = None
     if settings.redis_url:
         # No retries: redis-py's default (3, with back-off) makes each call on a dead Redis take 3.5 s,
@@ -81,15 +84,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         client = redis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
         )
-        app.extensions["mlapi_redis"] = client
+        state.redis = client
         readiness.register_check(app, "redis", client.ping)
         # Built whatever the TTL: with 0 this process remembers no key but still tells the others.
         credentials = CredentialCache(
             client, f"{settings.redis_prefix}:credentials-epoch", settings.credential_cache_ttl_s
         )
-        app.extensions["mlapi_credentials"] = credentials
-    app.extensions["mlapi_refused_keys"] = RefusedKeys()
-    db.on_credentials_changed = credential_change_hook(credentials, settings.credential_cache_ttl_s)
+        state.credentials = credentials
+    state.on_credentials_changed = credential_change_hook(credentials, settings.credential_cache_ttl_s)
     if settings.cors_origins:
         cors.init_app(
             app,

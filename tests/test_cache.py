@@ -9,6 +9,7 @@ from mlapi.serving import cache as cache_module
 from mlapi.serving.cache import SHARED, MemoryCache, RedisCache, cache_key
 from mlapi.serving.manifest import load_manifest
 from mlapi.serving.types import PredictInput, Prediction
+from mlapi.web.state import state_of
 from tests.conftest import MODEL_DIR
 from tests.services import PrivateRedis, redis_available, unique_prefix
 
@@ -106,7 +107,7 @@ def test_the_cache_is_per_account_unless_shared(tmp_path, store):
         try:
             own, other_in_batch, other = cache_hits_across_accounts(app)
         finally:
-            app.extensions["mlapi_engine"].close()
+            state_of(app).engine.close()
             db.dispose()
         assert own is True
         assert (other, other_in_batch) == (others_hit, others_hit), scope

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mlapi import __version__, create_app
+from mlapi import __version__
+from mlapi.app import create_app
 from mlapi.extensions import db
 
 ROOT = Path(__file__).resolve().parents[1]

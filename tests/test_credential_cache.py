@@ -23,6 +23,7 @@ from mlapi.accounts.tables import utcnow
 from mlapi.extensions import db
 from mlapi.web import credential_cache
 from mlapi.web.credential_cache import CredentialCache
+from mlapi.web.state import state_of
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.services import REDIS_URL, free_port, redis_available, unique_prefix
@@ -181,7 +182,7 @@ def test_a_change_that_cannot_reach_redis_is_logged_and_the_commit_stands(cached
     factory, client = Factory(cached_app), cached_app.test_client()
     record, key = factory.api_key(factory.user("pia"))
     assert me(client, key).status_code == 200
-    cache = cached_app.extensions["mlapi_credentials"]
+    cache = state_of(cached_app).credentials
     reachable = cache.client
     cache.client = dead_redis()  # Redis gone for the writer
     try:
@@ -210,7 +211,7 @@ def test_an_unbroadcast_revocation_reaches_every_worker_within_the_bound(cached_
     record, key = factory.api_key(factory.user("tess"))
     clock = Clock()
     other_worker = CredentialCache(redis.Redis.from_url(REDIS_URL), f"{prefix}:credentials-epoch", 5.0, timer=clock)
-    writer = cached_app.extensions["mlapi_credentials"]
+    writer = state_of(cached_app).credentials
     reachable = writer.client
     with cached_app.app_context():
         assert other_worker.check(db.session, key).owner is not None  # remembered
@@ -229,7 +230,7 @@ def test_the_api_warns_when_a_revocation_could_not_be_broadcast(cached_app):
     factory, client = Factory(cached_app), cached_app.test_client()
     record, key = factory.api_key(factory.user("uma"), scopes=("keys:write",))
     other, other_key = factory.api_key(factory.user("uma2"), scopes=("keys:write",))
-    cache = cached_app.extensions["mlapi_credentials"]
+    cache = state_of(cached_app).credentials
     reachable = cache.client
     broadcast = client.delete(f"/v1/api-keys/{other.id}", headers={"X-API-Key": other_key})
     assert broadcast.status_code == 204 and "Warning" not in broadcast.headers

@@ -1,5 +1,7 @@
-from mlapi import __version__, create_app
+from mlapi import __version__
+from mlapi.app import create_app
 from mlapi.extensions import db
+from mlapi.web.state import state_of
 from tests.services import free_port
 
 
@@ -83,7 +85,7 @@ def test_requests_that_need_the_database_get_503_while_it_is_down(tmp_path):
 
 
 def test_not_ready_when_a_models_runner_has_stopped(app):
-    app.extensions["mlapi_engine"].batchers["minilm:1.0"].close()
+    state_of(app).engine.batchers["minilm:1.0"].close()
     response = app.test_client().get("/ready")
     assert response.status_code == 503
     assert response.get_json()["checks"]["models"] == {"status": "fail", "detail": "runner stopped for minilm:1.0"}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mlapi.serving.types import PredictInput
+from mlapi.web.state import state_of
 
 
 @pytest.fixture
@@ -190,7 +191,7 @@ def test_every_request_takes_back_its_announcement_to_the_batchers(app, client, 
     """Inference requests announce themselves to the batchers as they start (mlapi.web.runtime.uses_models);
     whether they reach a model or end in an error, none may stay counted, or an idle runner would
     wait out its delay for a request that never comes."""
-    arrivals = app.extensions["mlapi_engine"].arrivals
+    arrivals = state_of(app).engine.arrivals
     outcomes = [
         predict(client, headers, text="Fine.").status_code,
         client.post("/v1/predict", json={"text": "hi"}).status_code,

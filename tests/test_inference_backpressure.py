@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mlapi.extensions import db
+from mlapi.web.state import state_of
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.plugin_handler import ScriptedClassifier
@@ -41,7 +42,7 @@ def scripted(tmp_path):
     factory = Factory(app)
     headers = factory.key_headers(factory.user(tier="enterprise"))
     yield app, headers
-    app.extensions["mlapi_engine"].close()
+    state_of(app).engine.close()
     db.dispose()
 
 
@@ -56,7 +57,7 @@ def test_overload_is_503_with_retry_after(scripted):
         while not ScriptedClassifier.batches:
             pass
         queued = [pool.submit(post, app, headers, f"queued {i}") for i in range(2)]
-        engine = app.extensions["mlapi_engine"]
+        engine = state_of(app).engine
         while engine.queue_depths()["scripted:1.0"] < 2:
             pass
         refused = post(app, headers, "one too many")

@@ -22,6 +22,7 @@ import requests
 from mlapi.app import create_app
 from mlapi.extensions import db
 from mlapi.web.runtime import FAILED, READY
+from mlapi.web.state import state_of
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.plugin_handler import open_gate
@@ -66,12 +67,12 @@ def loading_app(tmp_path):
     factory = Factory(app)
     headers = factory.key_headers(factory.user(tier="free"))
     yield app, gate, headers
-    loading = app.extensions["mlapi_model_loading"]
+    loading = state_of(app).model_loading
     if not loading.wait(0):  # a failed test must not leave the loader blocked
         open_gate(gate)
         loading.wait(30)
     if "mlapi_engine" in app.extensions:
-        app.extensions["mlapi_engine"].close()
+        state_of(app).engine.close()
     db.dispose()
 
 
@@ -104,8 +105,8 @@ def test_while_loading_health_ready_and_inference_answer_at_once(loading_app):
     assert client.get("/v1/users/me", headers=headers).headers["X-RateLimit-Remaining"] == "8"
 
     open_gate(gate)
-    assert app.extensions["mlapi_model_loading"].wait(30)
-    assert app.extensions["mlapi_model_loading"].state == READY
+    assert state_of(app).model_loading.wait(30)
+    assert state_of(app).model_loading.state == READY
     assert client.get("/ready").status_code == 200
     assert client.get("/health").get_json()["models_state"] == "ready"
     answer = client.post("/v1/predict", json={"text": "hi", "model": "gated"}, headers=headers)
@@ -115,7 +116,7 @@ def test_while_loading_health_ready_and_inference_answer_at_once(loading_app):
 def test_a_load_that_fails_is_reported_not_hidden(loading_app):
     app, gate, headers = loading_app
     open_gate(gate, "fail")
-    loading = app.extensions["mlapi_model_loading"]
+    loading = state_of(app).model_loading
     assert loading.wait(30) and loading.state == FAILED and "the gate failed this load" in loading.error
     client = app.test_client()
     assert client.get("/ready").get_json()["checks"]["models"] == {"status": "fail", "detail": "failed"}

@@ -13,16 +13,12 @@ from mlapi.accounts.changes import watch_credentials
 class Database:
     """One engine and a thread-scoped session factory, bound once per process."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_credentials_changed: Callable[[], None]) -> None:
+        """``on_credentials_changed`` is called after each commit that revoked a key or changed a
+        user (see mlapi.accounts.changes); whoever caches credentials decides what to do."""
         self._engine: Engine | None = None
         self.session: scoped_session[Session] = scoped_session(sessionmaker(expire_on_commit=False))
-        #: Called after a commit that revoked a key or changed a user (see mlapi.accounts.changes).
-        self.on_credentials_changed: Callable[[], None] | None = None
-        watch_credentials(self.session.session_factory, self._credentials_changed)
-
-    def _credentials_changed(self) -> None:
-        if self.on_credentials_changed is not None:
-            self.on_credentials_changed()
+        watch_credentials(self.session.session_factory, on_credentials_changed)
 
     @property
     def engine(self) -> Engine:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import marshmallow as ma
-from flask import current_app
 
 from mlapi import __version__
 from mlapi.web import readiness
 from mlapi.web.openapi import Blueprint
+from mlapi.web.state import app_state
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes.")
 
@@ -52,7 +52,7 @@ def runtime_status() -> dict:
         "device": "cpu",
         "worker_slot": None,
     }
-    provider = current_app.extensions.get("mlapi_runtime_status")
+    provider = app_state().runtime_status
     if provider is not None:
         status.update(provider())
     return status

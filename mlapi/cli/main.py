@@ -27,10 +27,10 @@ def _create_app() -> Flask:
 
 def _warn_of_unbroadcast_changes(app: Flask) -> None:
     """A credential change made here that did not reach Redis is announced, never claimed done everywhere."""
-    from mlapi.extensions import db
     from mlapi.web.credential_cache import broadcast_change
+    from mlapi.web.state import state_of
 
-    credentials = app.extensions.get("mlapi_credentials")
+    credentials = state_of(app).credentials
     bound_s = app.config["MLAPI_SETTINGS"].credential_cache_ttl_s
 
     def changed() -> None:
@@ -38,7 +38,7 @@ def _warn_of_unbroadcast_changes(app: Flask) -> None:
         if warning is not None:
             click.echo(f"warning: {warning}", err=True)
 
-    db.on_credentials_changed = changed
+    state_of(app).on_credentials_changed = changed
 
 
 @click.group(

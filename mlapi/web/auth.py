@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from flask_jwt_extended import get_current_user, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError, UserLookupError, WrongTokenError
 from jwt import ExpiredSignatureError, PyJWTError
@@ -35,6 +35,7 @@ from mlapi.web.errors import APIError
 from mlapi.web.openapi import Blueprint
 from mlapi.web.ratelimit import limit_by_account_or_ip
 from mlapi.web.request_context import add_access_log_fields
+from mlapi.web.state import app_state
 
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 _View = TypeVar("_View", bound=Callable[..., Any])
@@ -144,11 +145,12 @@ def resolve_account() -> Account:
     if key is None and token is not None and looks_like_api_key(token):
         key = token
     if key is not None:
-        refused = current_app.extensions["mlapi_refused_keys"]
+        state = app_state()
+        refused = state.refused_keys
         known_failure = refused.failure(key)
         if known_failure is not None:  # refused for good before: no query
             raise unauthorized(known_failure, _KEY_FAILURES[known_failure])
-        credentials = current_app.extensions.get("mlapi_credentials")  # with Redis: mlapi.web.credential_cache
+        credentials = state.credentials  # with Redis: mlapi.web.credential_cache
         outcome = credentials.check(db.session, key) if credentials else check_api_key(db.session, key)
         if outcome.owner is None:
             assert outcome.failure is not None
@@ -244,7 +246,13 @@ def requires_auth(
         return None
 
     def request_cost() -> int:
-        return 1 if g.get("auth_error") is not None or cost is None else cost()
+        if g.get("auth_error") is not None or cost is None:
+            return 1
+        # It runs inside the limiter, which would take any exception for a storage outage.
+        try:
+            return cost()
+        except Exception:  # noqa: BLE001 (an unreadable body or an unknown model: the view reports it)
+            return 1
 
     def decorator(view: _View) -> _View:
         @limit_by_account_or_ip(request_cost)

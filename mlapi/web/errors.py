@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, current_app, g, has_request_context, jsonify, request
+from flask import Flask, g, has_request_context, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -21,6 +21,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from mlapi.accounts.errors import Busy, Conflict, Forbidden, InvalidValue, NotFound, StoreError
 from mlapi.serving.batcher import DeadlineExceeded, QueueFull, ShuttingDown
 from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask
+from mlapi.web.state import app_state, state_of
 
 logger = logging.getLogger("mlapi.web.errors")
 
@@ -79,17 +80,14 @@ def register_protocol_errors(app: Flask, url_prefix: str) -> None:
     Protocols such as KServe V2 define errors as ``{"error": "<message>"}``; their clients show
     that field. The envelope's other fields stay, so every error still carries its request ID.
     """
-    app.extensions.setdefault("mlapi_protocol_error_prefixes", []).append(url_prefix.rstrip("/"))
+    state_of(app).protocol_error_prefixes.append(url_prefix.rstrip("/"))
 
 
 def _message_in_error() -> bool:
     if not has_request_context():
         return False
     path = request.path
-    return any(
-        path == prefix or path.startswith(prefix + "/")
-        for prefix in current_app.extensions.get("mlapi_protocol_error_prefixes", ())
-    )
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in app_state().protocol_error_prefixes)
 
 
 def error_response(

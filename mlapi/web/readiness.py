@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Flask, current_app
+from flask import Flask
 from flask.typing import ResponseReturnValue
 
 from mlapi.web.errors import error_response
+from mlapi.web.state import app_state, state_of
 
 logger = logging.getLogger("mlapi.web.readiness")
 
@@ -20,12 +21,12 @@ class NotReady(Exception):
 
 
 def register_check(app: Flask, name: str, check: Check) -> None:
-    app.extensions.setdefault("mlapi_ready_checks", {})[name] = check
+    state_of(app).ready_checks[name] = check
 
 
 def run_checks() -> dict[str, dict[str, str]]:
     results: dict[str, dict[str, str]] = {}
-    for name, check in current_app.extensions.get("mlapi_ready_checks", {}).items():
+    for name, check in app_state().ready_checks.items():
         try:
             check()
         except Exception as exc:  # noqa: BLE001 (any failure means "not ready")

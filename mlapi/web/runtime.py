@@ -20,13 +20,14 @@ from mlapi.serving.registry import ModelRegistry
 from mlapi.serving.store import ModelStore
 from mlapi.web import metrics, readiness
 from mlapi.web.errors import APIError
+from mlapi.web.state import app_state, state_of
 
 logger = logging.getLogger("mlapi.web.runtime")
 _View = TypeVar("_View", bound=Callable[..., Any])
 
 
 def engine() -> InferenceEngine:
-    found = current_app.extensions.get("mlapi_engine")
+    found = app_state().engine
     if found is None:
         raise models_unavailable()
     return found
@@ -73,7 +74,7 @@ def uses_models(view: _View) -> _View:
 
     @functools.wraps(view)
     def announced(*args: Any, **kwargs: Any) -> Any:
-        found = current_app.extensions.get("mlapi_engine")
+        found = app_state().engine
         if found is not None:
             found.arrivals.announce()
         elif model_loading(current_app) is not None:
@@ -87,7 +88,7 @@ def uses_models(view: _View) -> _View:
 def prediction_cache(app: Flask, settings: Settings) -> PredictionCache | None:
     if settings.cache_ttl_s <= 0:
         return None
-    client = app.extensions.get("mlapi_redis")
+    client = state_of(app).redis
     if client is not None:
         return RedisCache(client, settings.cache_ttl_s)
     return MemoryCache(settings.cache_size, settings.cache_ttl_s)
@@ -137,7 +138,7 @@ class ModelLoading:
 
 
 def model_loading(app: Flask) -> ModelLoading | None:
-    return app.extensions.get("mlapi_model_loading")
+    return state_of(app).model_loading
 
 
 def init_app(app: Flask, settings: Settings, *, background: bool = False) -> None:
@@ -149,8 +150,9 @@ def init_app(app: Flask, settings: Settings, *, background: bool = False) -> Non
     """
     loading = ModelLoading()
     status: dict[str, Any] = {}
-    app.extensions["mlapi_model_loading"] = loading
-    app.extensions["mlapi_runtime_status"] = lambda: {**status, "models_state": loading.state}
+    state = state_of(app)
+    state.model_loading = loading
+    state.runtime_status = lambda: {**status, "models_state": loading.state}
     readiness.register_check(app, "models", lambda: _check_models(app, loading))
     # A request that announced itself and ends without reaching a model (an error, a cache hit).
     app.teardown_request(lambda _exc: _withdraw_announcement(app))
@@ -194,12 +196,12 @@ def _load_models(app: Flask, settings: Settings, status: dict[str, Any]) -> None
         gpu_available=torch.cuda.is_available(), models_loaded=loaded.loaded(), device=device, worker_slot=slot
     )
     # Last: requests see either no engine (503, loading) or a complete one.
-    app.extensions["mlapi_engine"] = serving
+    state_of(app).engine = serving
     logger.info("serving %s on %s (slot %s, %d torch threads)", loaded.loaded(), device, slot, threads)
 
 
 def _withdraw_announcement(app: Flask) -> None:
-    found = app.extensions.get("mlapi_engine")
+    found = state_of(app).engine
     if found is not None:
         found.arrivals.withdraw()
 
@@ -220,7 +222,7 @@ class MetricsObserver(Observer):
 
 def shutdown(app: Flask) -> None:
     """Drain every model's queue before the worker exits (Gunicorn's worker_exit hook)."""
-    found = app.extensions.get("mlapi_engine")
+    found = state_of(app).engine
     if found is not None:
         found.close()
 
@@ -228,7 +230,8 @@ def shutdown(app: Flask) -> None:
 def _check_models(app: Flask, loading: ModelLoading) -> None:
     if loading.state != READY:
         raise readiness.NotReady(loading.state)
-    serving: InferenceEngine = app.extensions["mlapi_engine"]
+    serving = state_of(app).engine
+    assert serving is not None  # checked only once loading has ended well
     if not serving.registry.handlers:
         raise readiness.NotReady("no models loaded")
     stopped = [model_id for model_id, batcher in serving.batchers.items() if not batcher.alive]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import marshmallow as ma
 import numpy as np
-from cachetools import LRUCache
-from flask import current_app, g, request
+from flask import g, request
 
 from mlapi.api.inputs import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA, quota_cost
 from mlapi.serving.manifest import Manifest
@@ -21,6 +19,7 @@ from mlapi.web.errors import APIError
 from mlapi.web.openapi import Blueprint
 from mlapi.web.request_context import add_access_log_fields
 from mlapi.web.runtime import cache_scope, engine, uses_models
+from mlapi.web.state import app_state
 
 blp = Blueprint("inference", __name__, url_prefix="/v1", description="Predictions and embeddings.")
 
@@ -167,28 +166,6 @@ def _items_in_body(field: str) -> int:
     return quota_cost(len(value) if isinstance(value, list) else None)
 
 
-class PaidLabels:
-    """(account, model, label) an account has paid for on this worker; the least recently used are
-    forgotten (then charged again), so memory stays bounded whatever labels clients invent."""
-
-    def __init__(self, size: int = 100_000) -> None:
-        self._paid: LRUCache[tuple[int, str, str], bool] = LRUCache(maxsize=size)
-        self._lock = threading.Lock()  # cachetools caches are not thread-safe
-
-    def unpaid(self, account_id: int, model: str, labels: list[str]) -> list[str]:
-        with self._lock:
-            return [label for label in dict.fromkeys(labels) if (account_id, model, label) not in self._paid]
-
-    def paid(self, account_id: int, model: str, labels: list[str]) -> None:
-        with self._lock:
-            for label in labels:
-                self._paid[(account_id, model, label)] = True
-
-
-def _paid_labels() -> PaidLabels:
-    return current_app.extensions.setdefault("mlapi_paid_labels", PaidLabels())
-
-
 def _labels_to_pay(body: dict) -> list[str]:
     """The request's own labels that this account has not paid for on this worker: each costs one.
 
@@ -208,12 +185,9 @@ def _labels_to_pay(body: dict) -> list[str]:
     )
     if not valid or g.get("account") is None:
         return []
-    found = current_app.extensions.get("mlapi_engine")
-    try:
-        own = set(found.registry.manifest(model, body.get("model_version") or LATEST).labels) if found else set()
-    except Exception:  # noqa: BLE001 (an unknown model or version: the view answers 404)
-        return []
-    return [label for label in _paid_labels().unpaid(g.account.id, model, labels) if label not in own]
+    # An unknown model or version raises: the request then costs one, and the view answers 404.
+    own = set(engine().registry.manifest(model, body.get("model_version") or LATEST).labels)
+    return [label for label in app_state().paid_labels.unpaid(g.account.id, model, labels) if label not in own]
 
 
 def _named_model(default: str) -> Callable[..., object]:
@@ -232,7 +206,7 @@ def _batch_cost() -> int:
 def _paid_for_labels(args: dict) -> None:
     """After a successful prediction: this account's labels are paid for on this worker."""
     if args.get("labels"):
-        _paid_labels().paid(g.account.id, args.get("model") or DEFAULT_PREDICT_MODEL, list(args["labels"]))
+        app_state().paid_labels.paid(g.account.id, args.get("model") or DEFAULT_PREDICT_MODEL, list(args["labels"]))
 
 
 def _model(args: dict, default: str) -> tuple[str, str]:

@@ -184,13 +184,10 @@ def _raw_request() -> codec.RawRequest:
 def _requested_items() -> int:
     """What an inference request costs against the quota: the texts its input declares (at least 1).
 
-    It runs inside the limiter and must not raise, whatever the body.
+    A body it cannot read costs one (requires_auth); the view reports the body's problem itself.
     """
     if "oip_cost" not in g:
-        try:
-            g.oip_cost = quota_cost(_raw_request().declared_texts(MAX_ITEMS))
-        except Exception:  # noqa: BLE001 (the view reports the body's problem itself)
-            g.oip_cost = 1
+        g.oip_cost = quota_cost(_raw_request().declared_texts(MAX_ITEMS))
     return g.oip_cost
 
 
