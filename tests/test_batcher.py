@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mlapi.serving.batcher import Arrivals, Batcher, DeadlineExceeded, QueueFull, ShuttingDown
+from tests.waiting import wait_until
 
 
 class Model:
@@ -92,8 +93,7 @@ def _announced_in_thread(arrivals, then):
         return then()
 
     thread, result = _in_thread(request)
-    while arrivals.pending < 1:
-        time.sleep(0.001)
+    wait_until(lambda: arrivals.pending >= 1, what="the request to be announced")
     return thread, result, go
 
 
@@ -189,8 +189,7 @@ def test_requests_queued_while_busy_form_one_batch(model):
             first = pool.submit(batcher.submit, ["a"], 10)
             assert model.running.wait(5)
             rest = [pool.submit(batcher.submit, [x], 10) for x in "bcd"]
-            while batcher.depth < 3:
-                time.sleep(0.001)
+            wait_until(lambda: batcher.depth >= 3, what="three queued requests")
             model.hold.set()
             assert first.result().batch_size == 1
             assert {f.result().batch_size for f in rest} == {3}
@@ -217,8 +216,7 @@ def test_a_failing_batch_fails_only_its_requests(model):
             blocker = pool.submit(batcher.submit, [1], 10)
             assert model.running.wait(5)
             bad = pool.submit(batcher.submit, ["boom"], 10)
-            while batcher.depth < 1:
-                time.sleep(0.001)
+            wait_until(lambda: batcher.depth >= 1, what="the bad input to be queued")
             model.hold.set()
             assert blocker.result().outputs == [2]
             with pytest.raises(RuntimeError, match="bad batch"):
@@ -253,8 +251,7 @@ def test_a_full_queue_refuses_new_work(model):
             running = pool.submit(batcher.submit, [0], 10)
             assert model.running.wait(5)
             queued = [pool.submit(batcher.submit, [i], 10) for i in (1, 2)]
-            while batcher.depth < 2:
-                time.sleep(0.001)
+            wait_until(lambda: batcher.depth >= 2, what="a full queue")
             with pytest.raises(QueueFull):
                 batcher.submit([3], timeout_s=10)
             model.hold.set()
@@ -269,8 +266,7 @@ def test_close_drains_the_queue_then_refuses(model):
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = [pool.submit(batcher.submit, [i], 10) for i in range(5)]
         assert model.running.wait(5)
-        while batcher.depth < 4:
-            time.sleep(0.001)
+        wait_until(lambda: batcher.depth >= 4, what="four queued requests")
         closer = threading.Thread(target=batcher.close)
         closer.start()
         time.sleep(0.05)

@@ -1,15 +1,15 @@
 """The prediction cache: in-process and on the real Redis, hits, misses, versions, outages."""
 
 import dataclasses
-import time
 
 import pytest
 
-from mlapi.serving import cache as cache_module
 from mlapi.serving.cache import SHARED, MemoryCache, RedisCache, cache_key
 from mlapi.serving.manifest import load_manifest
+from mlapi.serving.redis_backoff import RedisBackoff
 from mlapi.serving.types import PredictInput, Prediction
 from mlapi.web.state import state_of
+from tests.clocks import FakeClock
 from tests.conftest import MODEL_DIR
 from tests.services import PrivateRedis, redis_available, unique_prefix
 
@@ -35,10 +35,13 @@ def test_keys_separate_versions_parameters_and_manifest_edits():
 
 
 def test_memory_cache_hits_misses_and_expiry():
-    cache = MemoryCache(size=10, ttl_s=0.2)
+    clock = FakeClock()
+    cache = MemoryCache(size=10, ttl_s=0.2, clock=clock)
     cache.set_many({"a": GOOD})
     assert cache.get_many(["a", "b"]) == [GOOD, None]
-    time.sleep(0.25)
+    clock.now += 0.19
+    assert cache.get_many(["a"]) == [GOOD]
+    clock.now += 0.02
     assert cache.get_many(["a"]) == [None]
 
 
@@ -60,17 +63,19 @@ def test_redis_cache_round_trip_with_ttl():
 
 
 @pytest.mark.redis
-def test_redis_outage_bypasses_the_cache_and_recovers(monkeypatch):
-    monkeypatch.setattr(cache_module, "REDIS_RETRY_AFTER_S", 0.2)
+def test_redis_outage_bypasses_the_cache_and_recovers():
     server = PrivateRedis().start()
+    clock = FakeClock()
     try:
-        cache = RedisCache(server.client(), ttl_s=60)
+        cache = RedisCache(server.client(), ttl_s=60, backoff=RedisBackoff(pause_s=5, clock=clock))
         cache.set_many({"k": GOOD})
         server.stop()
         assert cache.get_many(["k"]) == [None]
         cache.set_many({"k2": GOOD})  # no error
         server.start()
-        time.sleep(0.3)
+        cache.set_many({"k3": GOOD})
+        assert cache.get_many(["k3"]) == [None], "it stepped aside for the pause"
+        clock.now += 5
         cache.set_many({"k3": GOOD})
         assert cache.get_many(["k3"]) == [GOOD]
     finally:

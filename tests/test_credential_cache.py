@@ -24,6 +24,7 @@ from mlapi.extensions import db
 from mlapi.web import credential_cache
 from mlapi.web.credential_cache import CredentialCache
 from mlapi.web.state import state_of
+from tests.clocks import FakeClock
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.services import REDIS_URL, free_port, redis_available, unique_prefix
@@ -195,21 +196,11 @@ def test_a_change_that_cannot_reach_redis_is_logged_and_the_commit_stands(cached
     assert me(client, key).get_json()["error"] == "revoked_key"
 
 
-class Clock:
-    """A worker's monotonic clock, moved by the test (the cache's TTL reads it)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_unbroadcast_revocation_reaches_every_worker_within_the_bound(cached_app, prefix):
     """Redis down for the writer: another worker may accept the key only until its entry's TTL ends."""
     factory = Factory(cached_app)
     record, key = factory.api_key(factory.user("tess"))
-    clock = Clock()
+    clock = FakeClock()
     other_worker = CredentialCache(redis.Redis.from_url(REDIS_URL), f"{prefix}:credentials-epoch", 5.0, timer=clock)
     writer = state_of(cached_app).credentials
     reachable = writer.client

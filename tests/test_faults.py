@@ -19,7 +19,6 @@ Covered elsewhere, not repeated here:
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from tests.conftest import make_test_app
 from tests.factories import PASSWORD, Factory
 from tests.gunicorn_server import GunicornServer
 from tests.services import PrivatePostgres, PrivateRedis, unique_prefix
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
@@ -137,10 +137,12 @@ def test_postgresql_outage_gives_503s_and_recovers_without_a_restart(stack):
 
     # The same workers, their pools refilled: no restart.
     pids = server.worker_pids()
-    deadline = time.monotonic() + 15
-    while requests.get(f"{server.url}/ready", timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "the service never saw the database come back"
-        time.sleep(0.2)
+    wait_until(
+        lambda: requests.get(f"{server.url}/ready", timeout=10).status_code == 200,
+        timeout_s=15,
+        interval_s=0.2,
+        what="the service to see the database come back",
+    )
     answers = from_both_workers(server, needs_the_database(stack))
     assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers if not a.ok]
     assert server.worker_pids() == pids
@@ -172,10 +174,12 @@ def test_redis_outage_bypasses_the_prediction_cache_and_recovers(stack):
     assert requests.get(f"{server.url}/ready", timeout=10).status_code == 200
     # Each worker retries Redis a few seconds after its last failure; then entries are shared again.
     fresh = f"Another cache probe {uuid.uuid4().hex}"
-    deadline = time.monotonic() + 30
-    while not predict(stack, uuid.uuid4().hex, fresh).json()["cached"]:
-        assert time.monotonic() < deadline, "the prediction cache never went back to Redis"
-        time.sleep(0.5)
+    wait_until(
+        lambda: predict(stack, uuid.uuid4().hex, fresh).json()["cached"],
+        timeout_s=30,
+        interval_s=0.5,
+        what="the prediction cache to go back to Redis",
+    )
     assert stack.redis.client().keys("*:prediction:*")
     log = server.log_path.read_text()
     assert "prediction cache bypassed, Redis unreachable" in log

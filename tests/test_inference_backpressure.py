@@ -11,6 +11,7 @@ from mlapi.web.state import state_of
 from tests.conftest import make_test_app
 from tests.factories import Factory
 from tests.plugin_handler import ScriptedClassifier
+from tests.waiting import wait_until
 
 
 def scripted_store(tmp_path):
@@ -54,8 +55,7 @@ def test_overload_is_503_with_retry_after(scripted):
     app, headers = scripted
     with ThreadPoolExecutor(max_workers=6) as pool:
         slow = pool.submit(post, app, headers, "sleep:0.25")
-        while not ScriptedClassifier.batches:
-            pass
+        wait_until(lambda: ScriptedClassifier.batches, what="the slow request's batch to start")
         queued = [pool.submit(post, app, headers, f"queued {i}") for i in range(2)]
         engine = state_of(app).engine
         while engine.queue_depths()["scripted:1.0"] < 2:
@@ -73,8 +73,7 @@ def test_deadline_is_504_and_the_late_work_is_dropped(scripted):
     app, headers = scripted
     with ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit(post, app, headers, "sleep:0.6")
-        while not ScriptedClassifier.batches:
-            pass
+        wait_until(lambda: ScriptedClassifier.batches, what="the slow request's batch to start")
         slow_batch_began = time.monotonic()
         late = post(app, headers, "too late")
         assert slow.result().status_code == 504  # it ran past the 0.3 s deadline too

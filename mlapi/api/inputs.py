@@ -39,6 +39,14 @@ TEXT = [ma.validate.Length(min=1, max=MAX_TEXT), NOT_BLANK]
 TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK.regex.pattern}
 
 
+# What any inference endpoint may answer besides its success, /v1 and /v2 alike.
+INFERENCE_ERRORS = {
+    404: "No such model or version; the detail names what exists.",
+    503: "Overloaded (the model's queue is full), shutting down, or the database is unavailable; see Retry-After.",
+    504: "The model did not answer within MLAPI_INFERENCE_TIMEOUT_S.",
+}
+
+
 def check_text(text: str) -> None:
     """The text rules (1 to 5000 characters, not blank) for code outside marshmallow: a ValueError
     whose message is the validators' own."""

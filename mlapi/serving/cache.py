@@ -12,17 +12,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import redis
 from cachetools import TTLCache
 
 from mlapi.serving.manifest import Manifest
+from mlapi.serving.redis_backoff import RedisBackoff
 from mlapi.serving.types import PredictInput, Prediction
 
 logger = logging.getLogger("mlapi.cache")
-REDIS_RETRY_AFTER_S = 5.0
 
 
 SHARED = "shared"  # the scope of entries every caller may read
@@ -53,8 +53,8 @@ class PredictionCache(Protocol):
 class MemoryCache:
     """Per worker process: an LRU with a time to live."""
 
-    def __init__(self, size: int, ttl_s: float) -> None:
-        self._entries: TTLCache[str, str] = TTLCache(maxsize=size, ttl=ttl_s)
+    def __init__(self, size: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: TTLCache[str, str] = TTLCache(maxsize=size, ttl=ttl_s, timer=clock)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
 
     def get_many(self, keys: Sequence[str]) -> list[Prediction | None]:
@@ -71,18 +71,17 @@ class MemoryCache:
 class RedisCache:
     """Shared by every worker and instance; bypassed (all misses) while Redis is unreachable."""
 
-    def __init__(self, client: redis.Redis, ttl_s: float) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: float, backoff: RedisBackoff | None = None) -> None:
         self.client = client
         self.ttl_ms = int(ttl_s * 1000)
-        self._down_until = 0.0
+        self.backoff = backoff or RedisBackoff()
 
     def _usable(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return self.backoff.usable()
 
     def _failed(self, exc: redis.RedisError) -> None:
-        if self._usable():
+        if self.backoff.failed():
             logger.warning("prediction cache bypassed, Redis unreachable: %s", exc)
-        self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
 
     def get_many(self, keys: Sequence[str]) -> list[Prediction | None]:
         if not keys or not self._usable():

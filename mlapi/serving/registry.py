@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING
 
 from mlapi.serving.errors import ManifestError, ServingError
-from mlapi.serving.manifest import Manifest
 from mlapi.serving.store import LATEST, ModelStore
 
 if TYPE_CHECKING:
@@ -43,9 +42,6 @@ class ModelRegistry:
 
     def resolve(self, name: str, version: str = LATEST) -> Handler:
         return self.handlers[self.store.resolve(name, version).id]
-
-    def manifest(self, name: str, version: str = LATEST) -> Manifest:
-        return self.store.resolve(name, version)
 
     def loaded(self) -> list[str]:
         return sorted(self.handlers)

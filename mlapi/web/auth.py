@@ -34,7 +34,7 @@ from mlapi.web import metrics
 from mlapi.web.errors import APIError
 from mlapi.web.openapi import Blueprint
 from mlapi.web.ratelimit import limit_by_account_or_ip
-from mlapi.web.request_context import add_access_log_fields
+from mlapi.web.request_context import add_access_log_fields, bearer_token
 from mlapi.web.state import app_state
 
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
@@ -131,11 +131,6 @@ def unauthorized(reason: str, detail: str) -> APIError:
     if reason.endswith("_token"):
         challenge += f', error="invalid_token", error_description="{detail}"'
     return APIError(401, detail, error=reason, headers={"WWW-Authenticate": challenge})
-
-
-def bearer_token() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def resolve_account() -> Account:

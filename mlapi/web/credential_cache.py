@@ -34,10 +34,10 @@ from sqlalchemy.orm import Session
 
 from mlapi.accounts.api_keys import KeyCheck, check_api_key, hash_key
 from mlapi.accounts.tables import utcnow
+from mlapi.serving.redis_backoff import RedisBackoff
 
 logger = logging.getLogger("mlapi.credentials")
 MAX_ENTRIES = 10_000
-REDIS_RETRY_AFTER_S = 5.0
 # Failures a key can never recover from: its hash matches no key, or the key was revoked or expired.
 FINAL_FAILURES = frozenset({"unknown_key", "revoked_key", "expired_key"})
 REFUSED_TTL_S = 300.0
@@ -58,7 +58,7 @@ class CredentialCache:
         self.remembers = ttl_s > 0
         self._entries: TTLCache[str, _Entry] = TTLCache(maxsize=MAX_ENTRIES, ttl=max(ttl_s, 1e-9), timer=timer)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
-        self._down_until = 0.0
+        self.backoff = RedisBackoff()
 
     def check(self, session: Session, key: str) -> KeyCheck:
         """What ``check_api_key`` would answer, from memory while no credential has changed."""
@@ -96,7 +96,7 @@ class CredentialCache:
         return True
 
     def _epoch(self) -> bytes | None:
-        if time.monotonic() < self._down_until:
+        if not self.backoff.usable():
             return None
         try:
             epoch = self.client.get(self.epoch_key)
@@ -107,7 +107,7 @@ class CredentialCache:
             logger.warning("API keys are checked in the database, Redis unreachable: %s", exc)
             with self._lock:
                 self._entries.clear()
-            self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
+            self.backoff.failed()
             return None
         return epoch
 

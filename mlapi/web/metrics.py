@@ -21,6 +21,7 @@ from mlapi.serving.batcher import BatchResult
 from mlapi.serving.manifest import Manifest
 from mlapi.web import compat
 from mlapi.web.errors import APIError
+from mlapi.web.request_context import bearer_token
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -119,8 +120,8 @@ def record_rate_limit_rejection(tier: str) -> None:
 def _token_required(token: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         def protected(*args: Any, **kwargs: Any) -> Any:
-            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            presented = bearer_token()
+            if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
                 raise APIError(
                     401,
                     "Send the metrics token as 'Authorization: Bearer <token>'.",

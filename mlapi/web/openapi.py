@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, NoReturn
 
 import flask
@@ -12,6 +11,7 @@ from apispec import APISpec, BasePlugin
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
+from mlapi.serving.text import has_unusable_character
 from mlapi.web.compat import ApiWithoutSmorestErrorHandlers
 from mlapi.web.errors import APIError
 from mlapi.web.versioning import DeprecatedOperationsPlugin
@@ -71,17 +71,12 @@ class StrictContentTypeParser(FlaskParser):
         return super().load_querystring(req, schema)
 
 
-# NUL, which PostgreSQL cannot store, and lone UTF-16 surrogates ("\ud800" is valid JSON but no
-# text: it cannot be encoded to UTF-8 for the database, the cache key or the tokenizer).
-_UNUSABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
-
-
 def _refuse_unusable_text(data: Any) -> None:
     pending = [data]
     while pending:  # a loop, not recursion: the JSON may be nested nearly to the recursion limit
         value = pending.pop()
         if isinstance(value, str):
-            if _UNUSABLE_CHARACTER.search(value):
+            if has_unusable_character(value):
                 raise APIError(400, "The request holds a NUL character or an unpaired UTF-16 surrogate; send text.")
         elif isinstance(value, dict):
             pending.extend(value.items())
@@ -180,6 +175,16 @@ class Blueprint(flask_smorest.Blueprint):
         if response is None and schema is None and int(status_code) >= 400:
             schema = ErrorSchema
         return super().alt_response(status_code, response, schema=schema, **kwargs)
+
+    def alt_responses(self, errors: dict[int, str]) -> Any:
+        """Document each status of ``errors`` (status: description) as the error envelope."""
+
+        def decorator(view: Any) -> Any:
+            for status, description in errors.items():
+                view = self.alt_response(status, description=description)(view)
+            return view
+
+        return decorator
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
         """Parse with one schema instance per view: webargs would build a new one per request."""

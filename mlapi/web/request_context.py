@@ -62,6 +62,12 @@ def add_access_log_fields(**fields: object) -> None:
     g.setdefault("access_log_fields", {}).update(fields)
 
 
+def bearer_token() -> str | None:
+    """The credential of ``Authorization: Bearer <credential>``, or None (another scheme, or none)."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    return credential.strip() or None if scheme.lower() == "bearer" else None
+
+
 def no_store() -> None:
     """Keep this response (it carries credentials) out of every cache."""
 

@@ -10,7 +10,7 @@ import marshmallow as ma
 import numpy as np
 from flask import g, request
 
-from mlapi.api.inputs import MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA, quota_cost
+from mlapi.api.inputs import INFERENCE_ERRORS, MAX_ITEMS, NOT_BLANK, TEXT, TEXT_SCHEMA, quota_cost
 from mlapi.serving.manifest import Manifest
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
@@ -186,7 +186,7 @@ def _labels_to_pay(body: dict) -> list[str]:
     if not valid or g.get("account") is None:
         return []
     # An unknown model or version raises: the request then costs one, and the view answers 404.
-    own = set(engine().registry.manifest(model, body.get("model_version") or LATEST).labels)
+    own = set(engine().registry.resolve(model, body.get("model_version") or LATEST).manifest.labels)
     return [label for label in app_state().paid_labels.unpaid(g.account.id, model, labels) if label not in own]
 
 
@@ -227,25 +227,12 @@ def _options(args: dict) -> dict:
     }
 
 
-ERRORS_OF_INFERENCE = [
-    (404, "No such model or version; the detail names what exists."),
-    (503, "Overloaded (the model's queue is full), shutting down, or the database is unavailable; see Retry-After."),
-    (504, "The model did not answer within MLAPI_INFERENCE_TIMEOUT_S."),
-]
-
-
-def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
-    for status, description in ERRORS_OF_INFERENCE:
-        view = blp.alt_response(status, description=description)(view)
-    return view
-
-
 @blp.route("/predict", methods=["POST"])
 @uses_models
 @requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_predict_cost)
 @blp.arguments(PredictRequestSchema)
 @blp.response(200, PredictResponseSchema)
-@documents_inference_errors
+@blp.alt_responses(INFERENCE_ERRORS)
 def predict(args: dict) -> dict:
     """Classify one text (sentiment by default; any labels zero-shot). Batched with concurrent requests.
 
@@ -273,7 +260,7 @@ def predict(args: dict) -> dict:
 @requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_batch_cost)
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema)
-@documents_inference_errors
+@blp.alt_responses(INFERENCE_ERRORS)
 def predict_batch(args: dict) -> dict:
     """Classify up to 100 texts in one batched forward pass; results in input order. Costs one per input,
     plus one per label of your own that your account has not used on the serving worker before."""
@@ -300,7 +287,7 @@ def predict_batch(args: dict) -> dict:
 )
 @blp.arguments(EmbeddingRequestSchema)
 @blp.response(200, EmbeddingResponseSchema)
-@documents_inference_errors
+@blp.alt_responses(INFERENCE_ERRORS)
 def embeddings(args: dict) -> dict:
     """Sentence embeddings, OpenAI-compatible. Costs one per input."""
     name, version = _model(args, DEFAULT_EMBEDDING_MODEL)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from mlapi.serving.text import has_unusable_character
 
 INPUT_NAME = "text"
 EXTENSIONS = ["binary_tensor_data"]
@@ -31,9 +32,6 @@ PREDICT_PARAMETERS: dict[str, tuple[type, float, float]] = {
     "max_tokens": (int, 1, 2048),
 }
 _LENGTH = struct.Struct("<I")  # BYTES elements are each prefixed by their length, little-endian
-# As under /v1: "\ud800" is valid JSON but no text (it cannot be encoded for the tokenizer or the
-# cache key), and NUL is refused alike.
-_UNUSABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 class ProtocolError(ValueError):
@@ -244,7 +242,7 @@ def _decode_text_input(tensor: dict[str, Any], binary: bytes, max_items: int) ->
         elements = _json_elements(tensor.get("data"))
     if len(elements) != count:
         raise ProtocolError(f"input {INPUT_NAME!r} has {len(elements)} elements; its shape {shape} says {count}")
-    if any(_UNUSABLE_CHARACTER.search(element) for element in elements):
+    if any(has_unusable_character(element) for element in elements):
         raise ProtocolError(f"input {INPUT_NAME!r} holds a NUL character or an unpaired UTF-16 surrogate; send text")
     return elements
 

@@ -14,7 +14,7 @@ import marshmallow as ma
 from flask import Response, g, request
 
 from mlapi import __version__
-from mlapi.api.inputs import MAX_ITEMS, check_text, quota_cost
+from mlapi.api.inputs import INFERENCE_ERRORS, MAX_ITEMS, check_text, quota_cost
 from mlapi.api.v2 import codec
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
@@ -100,21 +100,13 @@ class InferResponseSchema(ma.Schema):
     outputs = ma.fields.List(ma.fields.Nested(InferTensorSchema), required=True)
 
 
-def documents_model_errors(view):  # noqa: ANN001, ANN201 (a view function)
-    return blp.alt_response(404, description="No such model or version.")(view)
-
-
-def documents_inference_errors(view):  # noqa: ANN001, ANN201 (a view function)
-    for status, description in (
-        (400, "The request breaks the protocol or the model's signature; 'error' says how."),
-        (404, "No such model or version."),
-        (415, "The body is neither JSON nor binary tensor data."),
-        (422, "The request holds more texts than the account's whole quota (exceeds_quota)."),
-        (503, "Overloaded (the model's queue is full) or shutting down; see Retry-After."),
-        (504, "The model did not answer within MLAPI_INFERENCE_TIMEOUT_S."),
-    ):
-        view = blp.alt_response(status, description=description)(view)
-    return view
+MODEL_ERRORS = {404: INFERENCE_ERRORS[404]}
+PROTOCOL_ERRORS = {
+    **INFERENCE_ERRORS,
+    400: "The request breaks the protocol or the model's signature; 'error' says how.",
+    415: "The body is neither JSON nor binary tensor data.",
+    422: "The request holds more texts than the account's whole quota (exceeds_quota).",
+}
 
 
 @blp.route("", methods=["GET"])
@@ -146,7 +138,7 @@ def ready():  # noqa: ANN201 (a dict or an error response)
 @blp.route("/models/<name>/versions/<version>", methods=["GET"], endpoint="model_version_metadata")
 @requires_auth(blp, scope="models:read", model=lambda name, **_: name)
 @blp.response(200, ModelMetadataSchema)
-@documents_model_errors
+@blp.alt_responses(MODEL_ERRORS)
 def model_metadata(name: str, version: str | None = None) -> dict:
     """A model's metadata: its versions and the name, datatype and shape of each input and output."""
     handler = registry().resolve(name, version or LATEST)
@@ -164,7 +156,7 @@ def model_metadata(name: str, version: str | None = None) -> dict:
 @blp.route("/models/<name>/versions/<version>/ready", methods=["GET"], endpoint="model_version_ready")
 @requires_auth(blp, scope="models:read", model=lambda name, **_: name)
 @blp.response(200, ModelReadySchema)
-@documents_model_errors
+@blp.alt_responses(MODEL_ERRORS)
 @blp.alt_response(503, description="The model is loaded but its runner has stopped.")
 def model_ready(name: str, version: str | None = None) -> dict:
     """Whether the model (version) is loaded and its runner is serving."""
@@ -205,7 +197,7 @@ def _requested_items() -> int:
     }
 )
 @blp.response(200, InferResponseSchema)
-@documents_inference_errors
+@blp.alt_responses(PROTOCOL_ERRORS)
 def infer(name: str, version: str | None = None) -> Response:
     """Run inference: a `BYTES` input `text` of 1 to 100 strings, batched with concurrent requests."""
     if request.mimetype not in BODY_TYPES:
