@@ -1,7 +1,7 @@
 """What a leaked API key can do: no more than its scopes and models allow.
 
 Each test plays the attacker holding one key. Lineage, where the database decides, is in
-test_key_lineage.py.
+every_database/test_key_lineage.py.
 """
 
 from __future__ import annotations

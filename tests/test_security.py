@@ -3,11 +3,11 @@
 Covered elsewhere, not repeated here:
 - tampered payload, ``alg: none``, wrong key, HS512, garbage, expired, revoked (access and refresh),
   a deleted user's token, refresh used as access and the reverse, unknown/revoked/expired keys:
-  test_auth.py (on SQLite and PostgreSQL)
+  every_database/test_auth.py (on SQLite and PostgreSQL)
 - 413 by Content-Length, 415 on a probe view, malformed JSON 400, validation 422: test_errors.py;
   413 over real Gunicorn: test_gunicorn.py
 - ``X-Content-Type-Options`` on /health: test_request_context.py; ``Cache-Control: no-store`` on a
-  login and a new key: test_auth.py, test_api_keys.py
+  login and a new key: every_database/test_auth.py, test_api_keys.py
 - production refuses the default or a short secret: test_config.py, test_gunicorn.py
 """
 

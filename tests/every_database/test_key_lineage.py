@@ -20,16 +20,6 @@ from tests.key_requests import PREDICT, assert_403, create, key
 
 
 @pytest.fixture
-def app(db_app):
-    return db_app
-
-
-@pytest.fixture
-def factory(db_factory):
-    return db_factory
-
-
-@pytest.fixture
 def alice(factory):
     return factory.user("alice", tier="enterprise")
 

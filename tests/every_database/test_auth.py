@@ -16,16 +16,6 @@ from mlapi.extensions import db
 from tests.factories import PASSWORD
 
 
-@pytest.fixture
-def app(db_app):
-    return db_app
-
-
-@pytest.fixture
-def factory(db_factory):
-    return db_factory
-
-
 def login(client, username, password=PASSWORD):
     return client.post("/v1/token", data={"username": username, "password": password})
 

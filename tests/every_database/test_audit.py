@@ -17,16 +17,6 @@ CLI_ACTOR = f"cli:{getpass.getuser()}"
 
 
 @pytest.fixture
-def app(db_app):
-    return db_app
-
-
-@pytest.fixture
-def factory(db_factory):
-    return db_factory
-
-
-@pytest.fixture
 def root(factory):
     # enterprise: these tests send more requests than the free tier's quota allows.
     return factory.user("root", admin=True, tier="enterprise")
