@@ -2,4 +2,5 @@
 
 from mlapi.cli.main import main
 
-main()
+if __name__ == "__main__":  # not when a tool imports every module (tests/test_install_requires.py)
+    main()
