@@ -62,7 +62,7 @@ def start(session: Session, user: User, lifetime: timedelta) -> Issued:
     unchanged = session.execute(
         update(User)
         .where(User.id == user.id, User.password_hash == user.password_hash, User.disabled.is_(False))
-        .values(password_hash=User.password_hash)
+        .values(password_hash=User.password_hash, updated_at=User.updated_at)  # a lock, not a change
         .execution_options(synchronize_session=False)
     )
     if unchanged.rowcount != 1:
