@@ -163,3 +163,13 @@ def test_bad_scopes_and_models_are_422(client, factory, alice, body):
     response = create(client, factory.token_headers(alice), **body)
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["error"] == "validation_error"
+
+
+def test_an_unknown_model_names_only_the_models_the_key_may_use(client, factory, alice):
+    headers = key(create(client, factory.token_headers(alice), models=["minilm", "not-deployed-yet"]).get_json())
+    response = client.post("/v1/embeddings", json={"input": "hi", "model": "not-deployed-yet"}, headers=headers)
+    assert response.status_code == 404
+    assert response.get_json()["detail"] == "no model 'not-deployed-yet'; available models: minilm"
+    everything = factory.token_headers(alice)
+    response = client.post("/v1/embeddings", json={"input": "hi", "model": "nope"}, headers=everything)
+    assert response.get_json()["detail"] == "no model 'nope'; available models: minilm, sentiment"

@@ -12,7 +12,11 @@ class ManifestError(ServingError):
 
 
 class UnknownModel(ServingError, LookupError):
-    pass
+    """No such model (``others`` names the models that exist), or no such version of one."""
+
+    def __init__(self, message: str, *, others: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.others = others
 
 
 class UnsupportedTask(ServingError):

@@ -64,7 +64,7 @@ class ModelStore:
     def resolve(self, name: str, version: str = LATEST) -> Manifest:
         if name not in self.manifests:
             available = ", ".join(self.names()) or "none"
-            raise UnknownModel(f"no model {name!r}; available models: {available}")
+            raise UnknownModel(f"no model {name!r}; available models: {available}", others=self.names())
         resolved = self.latest[name] if version == LATEST else version
         if resolved not in self.manifests[name]:
             available = ", ".join(self.versions(name))

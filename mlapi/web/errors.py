@@ -181,7 +181,13 @@ def handle_domain_error(exc: StoreError | ServingError) -> ResponseReturnValue:
     if type(exc) not in _DOMAIN_ERRORS:
         return handle_unexpected_exception(exc)
     status, error, headers = _DOMAIN_ERRORS[type(exc)]
-    return error_response(status, str(exc), error=getattr(exc, "code", error), headers=headers)
+    detail = str(exc)
+    if isinstance(exc, UnknownModel) and exc.others is not None and g.get("account") is not None:
+        # A key limited to some models learns of those only, not of the whole catalogue.
+        grant = g.account.grant
+        detail = f"{detail.partition(';')[0]}; available models: "
+        detail += ", ".join(name for name in exc.others if grant.allows_model(name)) or "none"
+    return error_response(status, detail, error=getattr(exc, "code", error), headers=headers)
 
 
 def handle_database_unavailable(exc: OperationalError | InterfaceError | PoolTimeout) -> ResponseReturnValue:
