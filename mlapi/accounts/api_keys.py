@@ -188,17 +188,18 @@ def revoke_api_key(
     created) when given: a key manages its own offspring, not its siblings or its parent.
     Revoking twice is harmless and audited once. Returns the keys this call revoked.
     """
+    missing = NotFound(f"no API key {key_id}" + (f" of user {owner.username!r}" if owner else ""))
     record = session.get(ApiKey, key_id)
     if record is None or (owner is not None and record.user_id != owner.id):
-        raise NotFound(f"no API key {key_id}" + (f" of user {owner.username!r}" if owner else ""))
-    if within is not None and key_id not in _lineage(_keys_of(session, record.user_id), within):
-        raise NotFound(f"no API key {key_id}" + (f" of user {owner.username!r}" if owner else ""))
+        raise missing
+    keys = _keys_of(session, record.user_id)
+    if within is not None and key_id not in _lineage(keys, within):
+        raise missing
     now, revoked = utcnow(), []
     # Until a pass finds nothing new. Writing revoked_at locks each row (PostgreSQL) or the whole
     # database (SQLite), and creating a key locks its parent's row (create_api_key): a child
     # committed while this runs is seen by the next pass, and none can be created after it.
     while True:
-        keys = _keys_of(session, record.user_id)
         lineage = _lineage(keys, key_id)
         found = sorted((k for k in keys if k.id in lineage and k.revoked_at is None), key=lambda k: k.id)
         if not found:
@@ -210,6 +211,7 @@ def revoke_api_key(
                 audit.record(session, actor, Action.KEY_REVOKED, record.owner.username, detail)
         session.flush()
         revoked += found
+        keys = _keys_of(session, record.user_id)
     session.commit()
     return revoked
 
