@@ -111,12 +111,6 @@ def model_not_allowed(name: str) -> APIError:
     )
 
 
-def allowed_models(names: list[str]) -> list[str]:
-    """Those of ``names`` that the caller's credential may use."""
-    grant = current_account().grant
-    return [name for name in names if grant.allows_model(name)]
-
-
 def _client_ip() -> str | None:
     """The client's address, or None where a misconfigured proxy chain hands over something else."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mlapi.web.auth import allowed_models, requires_auth
+from mlapi.web.auth import current_account, requires_auth
 from mlapi.web.openapi import Blueprint
 from mlapi.web.runtime import registry
 
@@ -43,9 +43,8 @@ class ModelListSchema(ma.Schema):
 @blp.response(200, ModelListSchema)
 def list_models() -> dict:
     """Every model the caller may use, with its versions, the one `latest` resolves to, and where each runs."""
-    models = registry().catalog()
-    allowed = set(allowed_models([model["name"] for model in models]))
-    return {"object": "list", "data": [model for model in models if model["name"] in allowed]}
+    grant = current_account().grant
+    return {"object": "list", "data": [model for model in registry().catalog() if grant.allows_model(model["name"])]}
 
 
 @blp.route("/<name>", methods=["GET"])
