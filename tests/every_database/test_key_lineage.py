@@ -77,12 +77,21 @@ def test_a_revoked_parent_cannot_get_children_through_a_stale_check(app, factory
         api_keys.create_api_key(db.session, alice, "late", scopes=["inference"], parent_key_id=parent.id)
 
 
+def create_racer(app, parent_id: int) -> None:
+    """In a thread of its own: alice's key "racer", created by the key ``parent_id``."""
+    with app.app_context():
+        owner = user_accounts.get_user(db.session, "alice")
+        api_keys.create_api_key(db.session, owner, "racer", scopes=["inference"], parent_key_id=parent_id)
+        db.session.remove()
+
+
 def test_a_child_committed_while_its_parent_is_being_revoked_is_revoked_too(app, factory, alice):
     """The race: the revocation reads the lineage, then a child of the parent commits. The child must
     not survive. Events order the two transactions; no timing is involved."""
     parent, _ = factory.api_key(alice, scopes=("inference", "keys:write"))
     child_inserted, lineage_read, child_committed = threading.Event(), threading.Event(), threading.Event()
-    creator, revoker = threading.Thread(target=lambda: create_child()), threading.Thread(target=lambda: revoke())
+    creator = threading.Thread(target=create_racer, args=(app, parent.id))
+    revoker = threading.Thread(target=lambda: revoke())
 
     def hold_the_commit(_session) -> None:  # the child is inserted and its parent's row locked
         if threading.current_thread() is creator:
@@ -100,12 +109,6 @@ def test_a_child_committed_while_its_parent_is_being_revoked_is_revoked_too(app,
             lineage_read.set()
             assert child_committed.wait(timeout=30)  # the revocation goes on with a stale lineage
         return result
-
-    def create_child() -> None:
-        with app.app_context():
-            owner = user_accounts.get_user(db.session, "alice")
-            api_keys.create_api_key(db.session, owner, "racer", scopes=["inference"], parent_key_id=parent.id)
-            db.session.remove()
 
     def revoke() -> None:
         with app.app_context():
@@ -138,7 +141,7 @@ def test_the_parent_stays_locked_from_its_check_until_the_child_commits(app, fac
     before the child does. It must wait: a write to the parent is refused while the child is on its way."""
     parent, _ = factory.api_key(alice, scopes=("inference", "keys:write"))
     checked, probed = threading.Event(), threading.Event()
-    creator = threading.Thread(target=lambda: create_child())
+    creator = threading.Thread(target=create_racer, args=(app, parent.id))
 
     def after_the_parent_check(state):
         result = state.invoke_statement()
@@ -146,12 +149,6 @@ def test_the_parent_stays_locked_from_its_check_until_the_child_commits(app, fac
             checked.set()
             assert probed.wait(timeout=30)
         return result
-
-    def create_child() -> None:
-        with app.app_context():
-            owner = user_accounts.get_user(db.session, "alice")
-            api_keys.create_api_key(db.session, owner, "racer", scopes=["inference"], parent_key_id=parent.id)
-            db.session.remove()
 
     event.listen(db.session.session_factory, "do_orm_execute", after_the_parent_check)
     try:
