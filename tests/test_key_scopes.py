@@ -20,9 +20,24 @@ def alice(factory):
 
 def test_a_new_key_gets_the_default_scopes_and_every_model(client, factory, alice):
     body = create(client, factory.token_headers(alice)).get_json()
-    assert (body["scopes"], body["models"], body["parent_key_id"]) == (["inference", "models:read"], ["*"], None)
+    assert (body["scopes"], body["models"], body["parent_key_id"]) == (
+        ["inference", "models:read", "usage:read"],
+        ["*"],
+        None,
+    )
     assert client.post("/v1/predict", json=PREDICT, headers=key(body)).status_code == 200
     assert client.get("/v1/models", headers=key(body)).status_code == 200
+    assert client.get("/v1/usage", headers=key(body)).status_code == 200
+
+
+def test_a_keys_child_gets_the_defaults_its_parent_holds(client, factory, alice):
+    """A key made before usage:read joined the defaults still makes children without naming scopes."""
+    parent = factory.key_headers(alice, scopes=("inference", "keys:write"), models=("sentiment",))
+    child = create(client, parent).get_json()
+    assert (child["scopes"], child["models"]) == (["inference"], ["sentiment"])
+    only_keys = factory.key_headers(alice, scopes=("keys:write",))
+    refused = assert_403(create(client, only_keys), "insufficient_scope")
+    assert "none of the default scopes" in refused["detail"]
 
 
 def test_a_default_key_cannot_create_keys(client, factory, alice):

@@ -87,27 +87,30 @@ def create_api_key(
     label: str,
     expires_in_days: int | None = None,
     *,
-    scopes: Iterable[str] = DEFAULT_SCOPES,
-    models: Iterable[str] = (ALL_MODELS,),
+    scopes: Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
     parent_key_id: int | None = None,
     login_session_id: str | None = None,
     actor: Actor | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for ``owner``: the record and the key itself, which is never retrievable again.
 
-    With ``parent_key_id`` (a key creating a key) the new key holds a subset of the parent's
-    scopes and models and expires no later than it; ``Forbidden`` otherwise. The admin scope is
+    ``scopes`` and ``models`` default to ``DEFAULT_SCOPES`` and every model. With ``parent_key_id``
+    (a key creating a key) the new key holds a subset of the parent's scopes and models and expires
+    no later than it, ``Forbidden`` otherwise; the defaults are then narrowed to the parent's. The admin scope is
     for administrators' keys only. ``login_session_id``: the password login that asks, whose end
     on a detected theft takes the key with it (``revoke_keys_of_session``). With an ``actor``,
     the audit row (key id and prefix, never the key) commits with the key.
     """
-    scopes, models = checked_scopes(scopes), checked_models(models)
-    if "admin" in scopes and not owner.is_admin:
-        raise Forbidden("only an administrator's key may carry the admin scope", "insufficient_scope")
     now = utcnow()
     expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
-    if parent_key_id is not None:
-        expires_at = _within_parent(session, owner, parent_key_id, scopes, models, expires_at, now)
+    parent = _locked_parent(session, owner, parent_key_id, now) if parent_key_id is not None else None
+    scopes = checked_scopes(_default_scopes(parent) if scopes is None else scopes)
+    models = checked_models(_default_models(parent) if models is None else models)
+    if "admin" in scopes and not owner.is_admin:
+        raise Forbidden("only an administrator's key may carry the admin scope", "insufficient_scope")
+    if parent is not None:
+        expires_at = _within_parent(parent, scopes, models, expires_at)
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
     record = ApiKey(
         owner=owner,
@@ -129,21 +132,12 @@ def create_api_key(
     return record, key
 
 
-def _within_parent(
-    session: Session,
-    owner: User,
-    parent_key_id: int,
-    scopes: list[str],
-    models: list[str],
-    expires_at: datetime | None,
-    now: datetime,
-) -> datetime | None:
-    """Refuse a child key that would hold more than its parent; the child's expiry, capped by the parent's.
+def _locked_parent(session: Session, owner: User, parent_key_id: int, now: datetime) -> ApiKey:
+    """The key creating a key, valid, locked until the child is committed.
 
-    The parent is locked before it is read and stays locked until the child is committed, so that a
-    revocation of the parent cannot slip in between and leave a live child behind. A write is what
-    locks on every database: it takes the row on PostgreSQL and the whole database on SQLite,
-    where SELECT ... FOR UPDATE locks nothing.
+    Locked before it is read, so that a revocation of the parent cannot slip in between and leave
+    a live child behind. A write is what locks on every database: it takes the row on PostgreSQL
+    and the whole database on SQLite, where SELECT ... FOR UPDATE locks nothing.
     """
     session.execute(update(ApiKey).where(ApiKey.id == parent_key_id).values(parent_key_id=ApiKey.parent_key_id))
     query = select(ApiKey).where(ApiKey.id == parent_key_id).execution_options(populate_existing=True)
@@ -152,6 +146,30 @@ def _within_parent(
         raise NotFound(f"no API key {parent_key_id} of user {owner.username!r}")
     if parent.revoked_at is not None or (parent.expires_at is not None and parent.expires_at <= now):
         raise Conflict(f"API key {parent_key_id} is no longer valid")
+    return parent
+
+
+def _default_scopes(parent: ApiKey | None) -> list[str]:
+    """The default scopes; for a key's child, those of them the parent holds (a key without
+    ``usage:read``, made before it joined the defaults, still makes children without naming scopes)."""
+    if parent is None:
+        return list(DEFAULT_SCOPES)
+    narrowed = [scope for scope in DEFAULT_SCOPES if scope in parent.scopes]
+    if not narrowed:
+        raise Forbidden(
+            "this key holds none of the default scopes; name the scopes the new key should have", "insufficient_scope"
+        )
+    return narrowed
+
+
+def _default_models(parent: ApiKey | None) -> list[str]:
+    return [ALL_MODELS] if parent is None else list(parent.models)
+
+
+def _within_parent(
+    parent: ApiKey, scopes: list[str], models: list[str], expires_at: datetime | None
+) -> datetime | None:
+    """Refuse a child key that would hold more than its parent; the child's expiry, capped by the parent's."""
     grant = Grant.of(parent)
     beyond = [scope for scope in scopes if scope not in grant.scopes]
     if beyond:
@@ -270,6 +288,8 @@ class KeyOwner:
     username: str
     tier: str
     is_admin: bool
+    monthly_quota: int | None = None  # the account's overrides of its tier's limits
+    rate_limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -299,6 +319,8 @@ _KEY_AND_OWNER = (
         _users.c.tier,
         _users.c.is_admin,
         _users.c.disabled,
+        _users.c.monthly_quota,
+        _users.c.rate_limit,
     )
     .join_from(_keys, _users, _keys.c.user_id == _users.c.id)
     .where(_keys.c.key_hash == bindparam("key_hash"))
@@ -311,7 +333,10 @@ def check_api_key(session: Session, key: str, now: datetime | None = None) -> Ke
     row = session.connection().execute(_KEY_AND_OWNER, {"key_hash": hash_key(key)}).one_or_none()
     if row is None:
         return KeyCheck(None, None, "unknown_key")
-    key_id, revoked_at, expires_at, last_used_at, scopes, models, user_id, username, tier, is_admin, disabled = row
+    (key_id, revoked_at, expires_at, last_used_at, scopes, models, user_id, username, tier, is_admin, disabled) = row[
+        :11
+    ]
+    monthly_quota, rate_limit = row[11:]
     if revoked_at is not None:
         return KeyCheck(None, key_id, "revoked_key")
     if expires_at is not None and expires_at <= now:
@@ -322,4 +347,6 @@ def check_api_key(session: Session, key: str, now: datetime | None = None) -> Ke
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
         session.commit()
     grant = Grant(frozenset(scopes), frozenset(models))
-    return KeyCheck(KeyOwner(user_id, username, tier, is_admin), key_id, None, expires_at, grant)
+    return KeyCheck(
+        KeyOwner(user_id, username, tier, is_admin, monthly_quota, rate_limit), key_id, None, expires_at, grant
+    )

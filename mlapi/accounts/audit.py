@@ -26,6 +26,8 @@ class Action(StrEnum):
     USER_ADMIN_GRANTED = "user.admin_granted"
     USER_ADMIN_REVOKED = "user.admin_revoked"
     USER_PASSWORD_CHANGED = "user.password_changed"
+    USER_MONTHLY_QUOTA_CHANGED = "user.monthly_quota_changed"
+    USER_RATE_LIMIT_CHANGED = "user.rate_limit_changed"
     KEY_CREATED = "key.created"
     KEY_REVOKED = "key.revoked"
     # A spent refresh token was presented again: a copy exists, so the login session was ended.

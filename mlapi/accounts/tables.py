@@ -1,21 +1,28 @@
-"""SQLAlchemy 2.x declarative models of the store: users, API keys, login sessions, revoked tokens, audit events."""
+"""SQLAlchemy 2.x declarative models of the store: users, API keys, login sessions, revoked tokens, audit
+events, and usage rollups."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
+    Index,
+    Integer,
     MetaData,
     String,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -37,9 +44,13 @@ AUDIT_SOURCES = ("api", "cli")
 
 # What an API key may do. A password login (JWT) may do everything its account may.
 SCOPES = ("inference", "models:read", "usage:read", "keys:write", "admin")
-DEFAULT_SCOPES = ("inference", "models:read")
+DEFAULT_SCOPES = ("inference", "models:read", "usage:read")
 # The models a key may use: these names, or every model.
 ALL_MODELS = "*"
+
+
+# SQLite auto-increments only an INTEGER PRIMARY KEY; elsewhere the rollups' ids are 64-bit.
+INTEGER_FOR_SQLITE = Integer()
 
 
 def utcnow() -> datetime:
@@ -81,6 +92,10 @@ class User(Base):
     tier: Mapped[str] = mapped_column(String(16), default="free")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Overrides of the tier's limits for this account (None: the tier's): items per calendar month,
+    # and a per-minute (or other) rate limit such as "500/minute".
+    monthly_quota: Mapped[int | None] = mapped_column(BigInteger)
+    rate_limit: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -184,3 +199,53 @@ class AuditEvent(Base):
 
     def __repr__(self) -> str:
         return f"<AuditEvent {self.id} {self.actor} {self.action} {self.target}>"
+
+
+# What a metered request went through: the endpoint family.
+USAGE_FAMILIES = ("predict", "batch", "embeddings", "v2")
+
+
+class UsageRollup(Base):
+    """What one credential of an account used of one model version through one endpoint family, in
+    one UTC day. Workers add their counts to it (an upsert); nothing else writes it.
+
+    ``credential`` is ``key:<id>`` or ``session:<login session id>``: never NULL, so that the unique
+    constraint that the upsert relies on holds on every backend (NULLs are distinct in one).
+    """
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "account_id", "day", "credential", "model", "model_version", "family", name="uq_usage_rollups_cell"
+        ),
+        Index("ix_usage_rollups_day", "day"),
+        CheckConstraint(f"family IN {USAGE_FAMILIES!r}", name="family"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(INTEGER_FOR_SQLITE, "sqlite"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    # No cascade: what an account used is a billing record, kept while the rollup is retained.
+    account_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    credential: Mapped[str] = mapped_column(String(48))
+    model: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64))
+    family: Mapped[str] = mapped_column(String(16))
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    items: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_items: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    model_ms: Mapped[float] = mapped_column(Double, default=0.0)
+
+
+class UsageFlush(Base):
+    """A batch of counts a worker added to the rollups, recorded in the same transaction.
+
+    A flush whose commit failed in a way that leaves its outcome unknown (the connection dropped
+    during COMMIT) is retried under the same id: if the id is here, it had committed, and the
+    counts are not added twice.
+    """
+
+    __tablename__ = "usage_flushes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    flushed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

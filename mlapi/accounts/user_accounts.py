@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from limits import parse_many
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -11,7 +12,21 @@ from mlapi.accounts.audit import Action, Actor
 from mlapi.accounts.errors import Conflict, Forbidden, InvalidValue, NotFound
 from mlapi.accounts.passwords import MAX_PASSWORD, MIN_PASSWORD, hash_password, needs_rehash, verify_password
 from mlapi.accounts.tables import User
-from mlapi.config import TIERS
+from mlapi.config import MAX_MONTHLY_QUOTA, TIERS
+
+# An account's own rate limit: the moving window keeps one entry per hit in Redis, so the largest
+# amount bounds that memory (and a typo of a few zeros must not lift the limit altogether).
+MAX_RATE_LIMIT_AMOUNT = 100_000
+MAX_RATE_LIMIT_LENGTH = 64
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+# "Leave it as it is", for settings where None means "the tier's".
+UNCHANGED: _Unchanged = _Unchanged()
 
 
 def create_user(
@@ -83,9 +98,15 @@ def update_user(
     tier: str | None = None,
     disabled: bool | None = None,
     is_admin: bool | None = None,
+    monthly_quota: int | None | _Unchanged = UNCHANGED,
+    rate_limit: str | None | _Unchanged = UNCHANGED,
     actor: Actor | None = None,
 ) -> User:
-    """Apply the given changes; with an ``actor``, one audit row per actual change, in the same commit."""
+    """Apply the given changes; with an ``actor``, one audit row per actual change, in the same commit.
+
+    ``monthly_quota`` (items) and ``rate_limit`` (``"500/minute"``) override the tier's for this
+    account; None goes back to the tier's.
+    """
     user = get_user(session, username)
     changes: list[tuple[Action, dict | None]] = []
     if tier is not None:
@@ -104,6 +125,16 @@ def update_user(
         if is_admin != user.is_admin:
             changes.append((Action.USER_ADMIN_GRANTED if is_admin else Action.USER_ADMIN_REVOKED, None))
         user.is_admin = is_admin
+    if not isinstance(monthly_quota, _Unchanged):
+        check_monthly_quota(monthly_quota)
+        if monthly_quota != user.monthly_quota:
+            changes.append((Action.USER_MONTHLY_QUOTA_CHANGED, {"from": user.monthly_quota, "to": monthly_quota}))
+        user.monthly_quota = monthly_quota
+    if not isinstance(rate_limit, _Unchanged):
+        check_rate_limit(rate_limit)
+        if rate_limit != user.rate_limit:
+            changes.append((Action.USER_RATE_LIMIT_CHANGED, {"from": user.rate_limit, "to": rate_limit}))
+        user.rate_limit = rate_limit
     if actor is not None:
         for action, detail in changes:
             audit.record(session, actor, action, username, detail)
@@ -141,6 +172,28 @@ def change_password(
 def _check_password(password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidValue(f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
+
+
+def check_monthly_quota(items: int | None) -> None:
+    if items is not None and not (isinstance(items, int) and 0 <= items <= MAX_MONTHLY_QUOTA):
+        raise InvalidValue(f"a monthly quota must be a whole number of items from 0 to {MAX_MONTHLY_QUOTA}")
+
+
+def check_rate_limit(limit: str | None) -> None:
+    """A rate limit as flask-limiter reads it ("500/minute", "10/second;1000/hour"), within bounds."""
+    if limit is None:
+        return
+    try:
+        parsed = parse_many(limit) if len(limit) <= MAX_RATE_LIMIT_LENGTH else None
+    except ValueError:
+        parsed = None
+    if not parsed:
+        raise InvalidValue(
+            f"not a rate limit: {limit[:MAX_RATE_LIMIT_LENGTH]!r}; expected such as '500/minute' "
+            f"(at most {MAX_RATE_LIMIT_LENGTH} characters)"
+        )
+    if any(not 1 <= item.amount <= MAX_RATE_LIMIT_AMOUNT for item in parsed):
+        raise InvalidValue(f"a rate limit allows 1 to {MAX_RATE_LIMIT_AMOUNT} requests per window")
 
 
 def _check_tier(tier: str) -> None:

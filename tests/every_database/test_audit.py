@@ -44,6 +44,15 @@ class Recorder:
         self.seen += 1
         return rows[0]
 
+    def events(self, count: int) -> list[AuditEvent]:
+        """The ``count`` rows one action added (one per change it made)."""
+        rows = events()
+        assert len(rows) == self.seen + count, [(e.action, e.target) for e in rows]
+        self.seen += count
+        for event in rows[:count]:
+            assert event.source == "cli" and event.actor == CLI_ACTOR and event.target == "carl"
+        return rows[:count]
+
     def none(self) -> None:
         assert len(events()) == self.seen
 
@@ -79,6 +88,10 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
         ({"disabled": False}, "user.enabled", None),
         ({"is_admin": True}, "user.admin_granted", None),
         ({"is_admin": False}, "user.admin_revoked", None),
+        ({"monthly_quota": 5000}, "user.monthly_quota_changed", {"from": None, "to": 5000}),
+        ({"monthly_quota": None}, "user.monthly_quota_changed", {"from": 5000, "to": None}),
+        ({"rate_limit": "500/minute"}, "user.rate_limit_changed", {"from": None, "to": "500/minute"}),
+        ({"rate_limit": None}, "user.rate_limit_changed", {"from": "500/minute", "to": None}),
     ]
     for body, action, detail in steps:
         response = client.patch("/v1/admin/users/ann", json=body, headers=admin_headers)
@@ -94,7 +107,7 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
         "key_id": key["id"],
         "prefix": key["prefix"],
         "label": "laptop",
-        "scopes": ["inference", "models:read"],
+        "scopes": ["inference", "models:read", "usage:read"],
         "models": ["*"],
         "parent_key_id": None,
     }
@@ -118,7 +131,7 @@ def test_each_api_action_writes_one_row(client, factory, admin_headers):
             "key_id": second["id"],
             "prefix": second["prefix"],
             "label": "ci",
-            "scopes": ["inference", "models:read"],
+            "scopes": ["inference", "models:read", "usage:read"],
             "models": ["*"],
             "parent_key_id": None,
         },
@@ -209,6 +222,16 @@ def test_each_cli_action_writes_one_row(runner):
     assert_cli_event(recorder.one(), "user.disabled", "carl")
     invoke(runner, "users", "enable", "carl")
     assert_cli_event(recorder.one(), "user.enabled", "carl")
+    invoke(runner, "users", "set-quota", "carl", "--monthly", "900", "--rate-limit", "50/minute")
+    assert {(e.action, e.detail["to"]) for e in recorder.events(2)} == {
+        ("user.monthly_quota_changed", 900),
+        ("user.rate_limit_changed", "50/minute"),
+    }
+    invoke(runner, "users", "set-quota", "carl", "--tier-default")
+    assert {(e.action, e.detail["to"]) for e in recorder.events(2)} == {
+        ("user.monthly_quota_changed", None),
+        ("user.rate_limit_changed", None),
+    }
 
     key = invoke(runner, "keys", "create", "carl", "--label", "deploy").stdout.strip().splitlines()[0]
     created = recorder.one()
@@ -216,7 +239,7 @@ def test_each_cli_action_writes_one_row(runner):
         "key_id": created.detail["key_id"],
         "prefix": key[:12],
         "label": "deploy",
-        "scopes": ["inference", "models:read"],
+        "scopes": ["inference", "models:read", "usage:read"],
         "models": ["*"],
         "parent_key_id": None,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from mlapi.accounts import api_keys
-from mlapi.accounts.tables import ALL_MODELS, DEFAULT_SCOPES, SCOPES, User
+from mlapi.accounts.tables import DEFAULT_SCOPES, SCOPES, User
 from mlapi.api.v1.schemas import ApiKeySchema
 from mlapi.extensions import db
 from mlapi.web.auth import current_account, current_actor, requires_auth
@@ -29,19 +29,23 @@ class NewApiKeySchema(ma.Schema):
     )
     scopes = ma.fields.List(
         ma.fields.String(validate=ma.validate.OneOf(SCOPES)),
-        load_default=list(DEFAULT_SCOPES),
         validate=ma.validate.Length(min=1, max=len(SCOPES)),
         metadata={
             "description": "What the key may do; `admin` for administrators' keys only. A key creating "
-            "a key grants only scopes it holds.",
+            "a key grants only scopes it holds. Default: "
+            + ", ".join(f"`{scope}`" for scope in DEFAULT_SCOPES)
+            + " (for a key's child, those of them its parent holds).",
             "uniqueItems": True,
         },
     )
     models = ma.fields.List(
         ma.fields.String(validate=ma.validate.Regexp(api_keys.MODEL_NAME.pattern + "|^\\*$")),
-        load_default=[ALL_MODELS],
         validate=ma.validate.Length(min=1, max=api_keys.MAX_MODELS_PER_KEY),
-        metadata={"description": "The models the key may use, or `*` for every model.", "uniqueItems": True},
+        metadata={
+            "description": "The models the key may use, or `*` for every model. Default: `*` (for a "
+            "key's child, its parent's models).",
+            "uniqueItems": True,
+        },
     )
 
 
@@ -85,8 +89,8 @@ def create_key(body: dict) -> dict:
         _owner(),
         body["label"],
         body.get("expires_in_days"),
-        scopes=body["scopes"],
-        models=body["models"],
+        scopes=body.get("scopes"),
+        models=body.get("models"),
         parent_key_id=current_account().api_key_id,
         login_session_id=current_account().login_session_id,
         actor=current_actor(),
