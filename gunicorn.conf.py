@@ -128,8 +128,9 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker: the app is
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001 (in the worker, as it exits)
-    from mlapi.web.runtime import shutdown
+    from mlapi.web import metering, runtime
 
     app = getattr(worker, "wsgi", None)
     if app is not None:
-        shutdown(app)
+        runtime.shutdown(app)  # the requests in flight have been answered; their models' queues drain
+        metering.shutdown(app)  # then every count of this worker goes to the rollups

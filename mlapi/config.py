@@ -61,6 +61,10 @@ class Settings:
     tier_limits: Mapping[str, str] = field(
         default_factory=lambda: {"free": "10/minute", "pro": "100/minute", "enterprise": "1000/minute"}
     )
+    # Items per calendar month (UTC) by tier; None: unlimited.
+    tier_monthly: Mapping[str, int | None] = field(default_factory=lambda: dict.fromkeys(TIERS))
+    usage_flush_s: float = 2.0
+    usage_retention_days: int = 400
     anon_limit: str = "30/minute"
     login_limit: str = "5/minute"
     login_address_limit: str = "20/minute"
@@ -162,6 +166,20 @@ def _tier_limits(raw: str) -> dict[str, str]:
     return limits
 
 
+MAX_MONTHLY_QUOTA = 10**12
+
+
+def _tier_monthly(raw: str) -> dict[str, int | None]:
+    """``free=1000;pro=100000;enterprise=``: items per month by tier, empty for unlimited."""
+    quotas: dict[str, int | None] = dict(Settings().tier_monthly)
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        tier, sep, amount = (piece.strip() for piece in part.partition("="))
+        if not sep or tier not in TIERS:
+            raise ValueError(f"expected 'tier=items' pairs with tiers {', '.join(TIERS)} (empty items: unlimited)")
+        quotas[tier] = _int_between(0, MAX_MONTHLY_QUOTA)(amount) if amount else None
+    return quotas
+
+
 def _devices(raw: str) -> tuple[str, ...]:
     devices = tuple(d.strip() for d in raw.split(",") if d.strip())
     if devices == ("auto",):
@@ -250,6 +268,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         devices=read.get("MLAPI_DEVICES", ("auto",), _devices),
         torch_threads=read.get("MLAPI_TORCH_THREADS", 0, _int_between(0, 256)),
         tier_limits=read.get("MLAPI_TIER_LIMITS", Settings().tier_limits, _tier_limits),
+        tier_monthly=read.get("MLAPI_TIER_MONTHLY", Settings().tier_monthly, _tier_monthly),
+        usage_flush_s=read.get("MLAPI_USAGE_FLUSH_S", 2.0, _float_between(0.05, 10)),
+        usage_retention_days=read.get("MLAPI_USAGE_RETENTION_DAYS", 400, _int_between(1, 36500)),
         anon_limit=read.get("MLAPI_ANON_LIMIT", "30/minute", _limit),
         login_limit=read.get("MLAPI_LOGIN_LIMIT", "5/minute", _limit),
         login_address_limit=read.get("MLAPI_LOGIN_ADDRESS_LIMIT", "20/minute", _limit),

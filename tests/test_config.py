@@ -38,6 +38,12 @@ def test_defaults_follow_the_design_notes():
         ("MLAPI_DEVICES", "tpu:0"),
         ("MLAPI_DATABASE_URL", "mlapi.db"),
         ("MLAPI_LOG_LEVEL", "chatty"),
+        ("MLAPI_TIER_MONTHLY", "gold=5"),
+        ("MLAPI_TIER_MONTHLY", "free=-1"),
+        ("MLAPI_TIER_MONTHLY", "free=1e3"),
+        ("MLAPI_TIER_MONTHLY", "free=10000000000000"),
+        ("MLAPI_USAGE_FLUSH_S", "60"),
+        ("MLAPI_USAGE_RETENTION_DAYS", "0"),
     ],
 )
 def test_junk_values_are_refused_naming_the_variable(name, value):
@@ -63,6 +69,13 @@ def test_values_are_parsed():
     assert settings.cors_origins == ("https://app.example.com", "http://localhost:3000")
     assert settings.devices == ("cuda:0", "cuda:1")
     assert settings.bind == "0.0.0.0:9000"
+
+
+def test_monthly_quotas_by_tier_default_to_unlimited():
+    assert load_settings({}).tier_monthly == {"free": None, "pro": None, "enterprise": None}
+    parsed = load_settings({"MLAPI_TIER_MONTHLY": "free=1000; pro=100000;enterprise="}).tier_monthly
+    assert parsed == {"free": 1000, "pro": 100000, "enterprise": None}
+    assert load_settings({"MLAPI_TIER_MONTHLY": "free=0"}).tier_monthly["free"] == 0
 
 
 @pytest.mark.parametrize("secret", [None, DEV_SECRET_KEY, "short-secret", "y" * 31])

@@ -9,6 +9,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlapi.extensions import db
+from mlapi.web.state import state_of
 from tests.conftest import make_test_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,9 @@ METRICS = {
     "auth_failures_total",
     "rate_limit_storage_degraded",
     "model_info",
+    "mlapi_usage_items_total",
+    "mlapi_monthly_quota_rejections_total",
+    "mlapi_accounts_near_monthly_quota",
 }
 
 
@@ -49,8 +53,18 @@ def exported_names(text):
 
 
 @pytest.fixture
+def app(tmp_path):
+    """Enterprise accounts have one item a month here: a metrics test spends it."""
+    app = make_test_app(f"sqlite:///{tmp_path / 'mlapi.db'}", MLAPI_TIER_MONTHLY="enterprise=1")
+    yield app
+    state_of(app).meter.close()
+    db.dispose()
+
+
+@pytest.fixture
 def traffic(app, factory):
-    """An app that has served predictions, a cache hit, a 401 and a 429."""
+    """An app that has served predictions, a cache hit, a 401, a 429 and a spent monthly quota, and
+    flushed its usage counts."""
     client = app.test_client()
     headers = factory.key_headers(factory.user(tier="free"))
     for _ in range(2):
@@ -58,6 +72,10 @@ def traffic(app, factory):
     client.get("/v1/users/me", headers={"X-API-Key": "mlapi_unknown"})
     for _ in range(10):
         client.get("/v1/users/me", headers=headers)
+    spender = factory.key_headers(factory.user(tier="enterprise"))
+    for _ in range(2):
+        client.post("/v1/predict", json={"text": "metrics please"}, headers=spender)
+    state_of(app).meter.flush()
     return client
 
 
@@ -70,6 +88,11 @@ def test_every_metric_is_exported(traffic):
     assert re.search(r'rate_limit_rejections_total\{tier="free"\} [1-9]', text)
     assert re.search(r'auth_failures_total\{reason="unknown_key"\} [1-9]', text)
     assert re.search(r'model_info\{device="cpu",model="sentiment",version="1.1",worker_slot="-"\} 1', text)
+    assert re.search(r'mlapi_usage_items_total\{model="sentiment",tier="free"\} [2-9]', text)
+    assert re.search(r'mlapi_monthly_quota_rejections_total\{tier="enterprise"\} [1-9]', text)
+    # The spender is past 100 % (and 90 %) of its quota; nobody else has a quota.
+    assert re.search(r'mlapi_accounts_near_monthly_quota\{threshold="1"\} 1', text)
+    assert re.search(r'mlapi_accounts_near_monthly_quota\{threshold="0.9"\} 1', text)
 
 
 def test_the_endpoint_label_is_the_url_template(app, factory):

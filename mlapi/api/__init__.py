@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask
 
 from mlapi.api import docs, health
-from mlapi.api.v1 import admin, catalogue, inference, keys, tokens, users
+from mlapi.api.v1 import admin, catalogue, inference, keys, tokens, usage, users
 from mlapi.api.v2 import views
 from mlapi.extensions import api
 
@@ -22,6 +22,7 @@ def register_blueprints(app: Flask) -> None:
         users.blp,
         keys.blp,
         admin.blp,
+        usage.blp,
         inference.blp,
         catalogue.blp,
         views.blp,

@@ -40,6 +40,15 @@ class PredictOutcome:
     model_ms: float  # 0 when every prediction came from the cache
     batch_size: int
 
+    @property
+    def cached_items(self) -> int:
+        return sum(self.cached)
+
+    @property
+    def tokens(self) -> int:
+        """Input tokens the model read: those of the predictions it computed (a cache hit reads none)."""
+        return sum(p.tokens for p, hit in zip(self.predictions, self.cached, strict=True) if not hit)
+
 
 @dataclass(frozen=True)
 class EmbedOutcome:
@@ -47,6 +56,12 @@ class EmbedOutcome:
     embeddings: list[Embedding]
     model_ms: float
     batch_size: int
+
+    cached_items = 0  # embeddings are never cached
+
+    @property
+    def tokens(self) -> int:
+        return sum(e.tokens for e in self.embeddings)
 
 
 class InferenceEngine:

@@ -148,9 +148,9 @@ class SentenceSimilarityClassifier(_EncoderHandler):
 
     def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
         limits = [min(item.max_tokens or self.max_length, self.max_length) for item in items]
-        vectors = self.encoder.encode([item.text for item in items], limits).vectors
+        encoded = self.encoder.encode([item.text for item in items], limits)
         predictions = []
-        for item, vector in zip(items, vectors, strict=True):
+        for item, vector, tokens in zip(items, encoded.vectors, encoded.token_counts, strict=True):
             labels = item.labels or self.manifest.labels
             similarities = self._prototypes(tuple(labels)) @ vector
             temperature = max(
@@ -159,7 +159,7 @@ class SentenceSimilarityClassifier(_EncoderHandler):
             probabilities = torch.softmax(similarities / temperature, dim=0).tolist()
             best = max(range(len(labels)), key=probabilities.__getitem__)
             predictions.append(
-                Prediction(labels[best], probabilities[best], dict(zip(labels, probabilities, strict=True)))
+                Prediction(labels[best], probabilities[best], dict(zip(labels, probabilities, strict=True)), tokens)
             )
         return predictions
 

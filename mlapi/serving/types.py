@@ -18,6 +18,7 @@ class Prediction:
     label: str
     confidence: float
     scores: dict[str, float]
+    tokens: int = 0  # input tokens the model read for it (none for one from the cache)
 
 
 @dataclass(frozen=True)

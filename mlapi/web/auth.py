@@ -32,6 +32,7 @@ from mlapi.accounts.tables import ALL_MODELS, SCOPES, LoginSession, RevokedToken
 from mlapi.extensions import api, db, jwt
 from mlapi.web import metrics
 from mlapi.web.errors import APIError
+from mlapi.web.metering import reserve_monthly_items
 from mlapi.web.openapi import Blueprint
 from mlapi.web.ratelimit import limit_by_account_or_ip
 from mlapi.web.request_context import add_access_log_fields, bearer_token
@@ -71,14 +72,39 @@ class Account:
     api_key_id: int | None = None  # None: a password login
     grant: Grant = PASSWORD_LOGIN_GRANT
     login_session_id: str | None = None  # of a password login
+    # The account's overrides of its tier's limits (None: the tier's).
+    monthly_quota: int | None = None
+    rate_limit: str | None = None
 
     @classmethod
     def of(cls, user: User | KeyOwner, api_key_id: int | None = None, grant: Grant | None = None) -> Account:
-        return cls(user.id, user.username, user.tier, user.is_admin, api_key_id, grant or PASSWORD_LOGIN_GRANT)
+        return cls(
+            user.id,
+            user.username,
+            user.tier,
+            user.is_admin,
+            api_key_id,
+            grant or PASSWORD_LOGIN_GRANT,
+            monthly_quota=user.monthly_quota,
+            rate_limit=user.rate_limit,
+        )
 
     @classmethod
     def of_login(cls, user: User, login_session_id: str) -> Account:
-        return cls(user.id, user.username, user.tier, user.is_admin, login_session_id=login_session_id)
+        return cls(
+            user.id,
+            user.username,
+            user.tier,
+            user.is_admin,
+            login_session_id=login_session_id,
+            monthly_quota=user.monthly_quota,
+            rate_limit=user.rate_limit,
+        )
+
+    @property
+    def credential(self) -> str:
+        """The credential as usage is metered by: ``key:<id>`` or ``session:<login session id>``."""
+        return f"key:{self.api_key_id}" if self.api_key_id is not None else f"session:{self.login_session_id}"
 
 
 def current_account() -> Account:
@@ -200,6 +226,7 @@ def requires_auth(
     password_login: bool = False,
     model: Callable[..., object] | None = None,
     cost: Callable[[], int] | None = None,
+    metered: bool = False,
     forbidden_also: str | None = None,
 ) -> Callable[[_View], _View]:
     """Require a valid credential under the caller's rate limit; documented.
@@ -207,8 +234,9 @@ def requires_auth(
     ``scope``: an API key must carry it (403 ``insufficient_scope``). ``admin``: the admin scope
     and the account's admin role. ``password_login``: API keys are refused whatever their scopes.
     ``model``: given the view's arguments, the model the request names; a key limited to other
-    models gets 403 ``model_not_allowed``. ``forbidden_also``: another reason for a 403, which the
-    view raises itself, for the documentation.
+    models gets 403 ``model_not_allowed``. ``metered``: the request's cost also counts against the
+    account's monthly quota (mlapi.web.metering), and the view meters what it served.
+    ``forbidden_also``: another reason for a 403, which the view raises itself, for the documentation.
 
     The limit is checked before a credential failure is reported, so that failed attempts count
     against the client's address like any other unauthenticated request; a refused request costs
@@ -235,13 +263,16 @@ def requires_auth(
         return None
 
     def request_cost() -> int:
-        if g.get("auth_error") is not None or cost is None:
-            return 1
-        # It runs inside the limiter, which would take any exception for a storage outage.
-        try:
-            return cost()
-        except Exception:  # noqa: BLE001 (an unreadable body or an unknown model: the view reports it)
-            return 1
+        """Computed once per request: the limiter, the monthly quota and the meter all use it."""
+        if "request_cost" not in g:
+            g.request_cost = 1
+            if g.get("auth_error") is None and cost is not None:
+                # It runs inside the limiter, which would take any exception for a storage outage.
+                try:
+                    g.request_cost = cost()
+                except Exception:  # noqa: BLE001 (an unreadable body or an unknown model: the view reports it)
+                    g.request_cost = 1
+        return g.request_cost
 
     def decorator(view: _View) -> _View:
         @limit_by_account_or_ip(request_cost)
@@ -249,6 +280,8 @@ def requires_auth(
         def authorised(*args: Any, **kwargs: Any) -> Any:
             if g.auth_error is not None:
                 raise g.auth_error
+            if metered:
+                reserve_monthly_items(request_cost())
             return view(*args, **kwargs)
 
         @functools.wraps(view)
@@ -267,7 +300,8 @@ def requires_auth(
 
         documented = blp.doc(security=SECURITY)(wrapper)
         documented = blp.alt_response(401, description="Missing, invalid, expired or revoked credentials.")(documented)
-        documented = blp.alt_response(429, description="Rate limit exceeded; see Retry-After.")(documented)
+        limits = "Rate limit exceeded" + (", or the monthly quota is spent (monthly_quota_exceeded)" if metered else "")
+        documented = blp.alt_response(429, description=f"{limits}; see Retry-After.")(documented)
         forbidden = [
             reason
             for reason, applies in (

@@ -55,6 +55,17 @@ STORAGE_DEGRADED = Gauge(
     "1 while a worker counts limits in memory because Redis is unreachable.",
     multiprocess_mode="livemax",
 )
+# Usage: never by account (that would be a series per tenant); the usage API reports per account.
+USAGE_ITEMS = Counter("mlapi_usage_items_total", "Items metered (what the quotas count).", ["tier", "model"])
+MONTHLY_QUOTA_REJECTIONS = Counter(
+    "mlapi_monthly_quota_rejections_total", "Requests refused for a spent monthly quota.", ["tier"]
+)
+ACCOUNTS_NEAR_MONTHLY_QUOTA = Gauge(
+    "mlapi_accounts_near_monthly_quota",
+    "Accounts whose usage this month has reached this share of their monthly quota (from the rollups).",
+    ["threshold"],
+    multiprocess_mode="livemostrecent",
+)
 MODEL_INFO = Gauge(
     "model_info",
     "Models loaded, by worker slot and device.",
@@ -115,6 +126,19 @@ def record_auth_failure(reason: str) -> None:
 
 def record_rate_limit_rejection(tier: str) -> None:
     RATE_LIMIT_REJECTIONS.labels(tier).inc()
+
+
+def record_usage(tier: str, model: str, items: int) -> None:
+    USAGE_ITEMS.labels(tier, model).inc(items)
+
+
+def record_monthly_quota_rejection(tier: str) -> None:
+    MONTHLY_QUOTA_REJECTIONS.labels(tier).inc()
+
+
+def record_accounts_near_monthly_quota(counts: dict[str, int]) -> None:
+    for threshold, accounts in counts.items():
+        ACCOUNTS_NEAR_MONTHLY_QUOTA.labels(threshold).set(accounts)
 
 
 def _token_required(token: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -1,7 +1,8 @@
 """Tiered rate limits shared by every worker and instance (flask-limiter, Redis when configured).
 
-- Accounts: one quota per account (``MLAPI_TIER_LIMITS`` by tier), shared by every limited
-  endpoint and every key and token of the account; a request of N items costs N.
+- Accounts: one quota per account (``MLAPI_TIER_LIMITS`` by tier, or the account's own
+  ``rate_limit`` where an administrator set one), shared by every limited endpoint and every key
+  and token of the account; a request of N items costs N.
 - Requests without valid credentials: ``MLAPI_ANON_LIMIT`` per client IP.
 - ``POST /v1/token``: ``MLAPI_LOGIN_LIMIT`` per username and client address,
   ``MLAPI_LOGIN_ADDRESS_LIMIT`` per address (never per username alone: see ``limit_logins``).
@@ -44,10 +45,18 @@ def _account() -> Any:
 
 
 def _tier_limit() -> str:
+    """The account's own rate limit if an administrator set one, else its tier's."""
     account = _account()
     settings = current_app.config["MLAPI_SETTINGS"]
     # flask-limiter asks for the limit before it checks the exemption: answer even without an account.
-    return settings.tier_limits[account.tier] if account is not None else settings.anon_limit
+    if account is None:
+        return settings.anon_limit
+    return account.rate_limit or settings.tier_limits[account.tier]
+
+
+def _whose_limit() -> str:
+    account = _account()
+    return "your account's own" if account.rate_limit else f"the {account.tier} tier's"
 
 
 def _anonymous_limit() -> str:
@@ -127,7 +136,7 @@ def limit_by_account_or_ip(cost: Callable[[], int] | None = None) -> Callable[[_
             key_func=_account_key,
             cost=cost or 1,
             exempt_when=lambda: _account() is None,
-            error_message=lambda: f"Rate limit of the {_account().tier} tier exceeded ({_tier_limit()}).",
+            error_message=lambda: f"Rate limit exceeded: {_whose_limit()} limit is {_tier_limit()}.",
         )
         by_ip = limiter.shared_limit(
             _anonymous_limit,

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import redis
 
     from mlapi.serving.engine import InferenceEngine
+    from mlapi.usage.meter import UsageMeter
+    from mlapi.usage.quotas import MonthlyQuotas
     from mlapi.web.credential_cache import CredentialCache
     from mlapi.web.runtime import ModelLoading
 
@@ -42,6 +44,9 @@ class AppState:
     ready_checks: dict[str, Callable[[], object]] = field(default_factory=dict)
     # URL prefixes whose errors put the message in "error" (the Open Inference Protocol).
     protocol_error_prefixes: list[str] = field(default_factory=list)
+    # This worker's usage counts on their way to the rollups, and the monthly quotas.
+    meter: UsageMeter | None = None
+    quotas: MonthlyQuotas | None = None
     # Called after a commit of this app that revoked a key or changed a user: broadcast it.
     on_credentials_changed: Callable[[], None] | None = None
 

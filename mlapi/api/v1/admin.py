@@ -5,8 +5,10 @@ from __future__ import annotations
 import marshmallow as ma
 
 from mlapi.accounts import api_keys, audit, user_accounts
+from mlapi.accounts.errors import InvalidValue
 from mlapi.accounts.tables import User
 from mlapi.api.v1.schemas import PASSWORD, TIER, USERNAME, PageArgsSchema, PaginationSchema, UserSchema, pagination
+from mlapi.config import MAX_MONTHLY_QUOTA
 from mlapi.extensions import db
 from mlapi.web.auth import current_actor, requires_auth
 from mlapi.web.openapi import Blueprint
@@ -28,10 +30,28 @@ class NewUserSchema(ma.Schema):
     full_name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=128))
 
 
+def _rate_limit(value: str) -> None:
+    try:
+        user_accounts.check_rate_limit(value)
+    except InvalidValue as exc:
+        raise ma.ValidationError(str(exc)) from None
+
+
 class UserPatchSchema(ma.Schema):
     tier = ma.fields.String(validate=TIER)
     disabled = ma.fields.Boolean()
     is_admin = ma.fields.Boolean()
+    monthly_quota = ma.fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=ma.validate.Range(0, MAX_MONTHLY_QUOTA),
+        metadata={"description": "Items per calendar month (UTC) for this account; null: its tier's."},
+    )
+    rate_limit = ma.fields.String(
+        allow_none=True,
+        validate=[ma.validate.Length(min=1, max=user_accounts.MAX_RATE_LIMIT_LENGTH), _rate_limit],
+        metadata={"description": "Such as `500/minute`, for this account; null: its tier's.", "example": "500/minute"},
+    )
 
 
 class UserPageSchema(ma.Schema):
@@ -94,7 +114,8 @@ def create_user(body: dict) -> User:
 @blp.response(200, UserSchema)
 @blp.alt_response(404, description="No such user.")
 def update_user(body: dict, username: str) -> User:
-    """Change a user's tier, disabled flag or admin role; applies on their next request.
+    """Change a user's tier, disabled flag, admin role, monthly quota or rate limit; applies on their
+    next request, on every worker.
 
     Disabling ends every login session of the user for good; their API keys are refused while the
     account is disabled."""

@@ -16,6 +16,7 @@ from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
 from mlapi.web.auth import requires_auth
 from mlapi.web.errors import APIError
+from mlapi.web.metering import meter
 from mlapi.web.openapi import Blueprint
 from mlapi.web.request_context import add_access_log_fields
 from mlapi.web.runtime import cache_scope, engine, uses_models
@@ -229,7 +230,7 @@ def _options(args: dict) -> dict:
 
 @blp.route("/predict", methods=["POST"])
 @uses_models
-@requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_predict_cost)
+@requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_predict_cost, metered=True)
 @blp.arguments(PredictRequestSchema)
 @blp.response(200, PredictResponseSchema)
 @blp.alt_responses(INFERENCE_ERRORS)
@@ -241,6 +242,7 @@ def predict(args: dict) -> dict:
     outcome = engine().predict(
         *_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))], cache_scope=cache_scope()
     )
+    meter("predict", outcome)
     _paid_for_labels(args)
     (prediction,) = outcome.predictions
     return {
@@ -257,7 +259,7 @@ def predict(args: dict) -> dict:
 
 @blp.route("/predict/batch", methods=["POST"])
 @uses_models
-@requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_batch_cost)
+@requires_auth(blp, scope="inference", model=_named_model(DEFAULT_PREDICT_MODEL), cost=_batch_cost, metered=True)
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema)
 @blp.alt_responses(INFERENCE_ERRORS)
@@ -267,6 +269,7 @@ def predict_batch(args: dict) -> dict:
     options = _options(args)
     items = [PredictInput(text, **options) for text in args["inputs"]]
     outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items, cache_scope=cache_scope())
+    meter("batch", outcome)
     _paid_for_labels(args)
     return {
         "request_id": g.request_id,
@@ -283,7 +286,11 @@ def predict_batch(args: dict) -> dict:
 @blp.route("/embeddings", methods=["POST"])
 @uses_models
 @requires_auth(
-    blp, scope="inference", model=_named_model(DEFAULT_EMBEDDING_MODEL), cost=lambda: _items_in_body("input")
+    blp,
+    scope="inference",
+    model=_named_model(DEFAULT_EMBEDDING_MODEL),
+    cost=lambda: _items_in_body("input"),
+    metered=True,
 )
 @blp.arguments(EmbeddingRequestSchema)
 @blp.response(200, EmbeddingResponseSchema)
@@ -296,8 +303,9 @@ def embeddings(args: dict) -> dict:
         message = f"model {name!r} gives {expected} dimensions only"
         raise APIError(422, message, error="validation_error", extra={"errors": {"dimensions": [message]}})
     outcome = engine().embed(name, version, args["input"])
+    meter("embeddings", outcome)
     as_base64 = args["encoding_format"] == "base64"
-    tokens = sum(e.tokens for e in outcome.embeddings)
+    tokens = outcome.tokens
     return {
         "object": "list",
         "data": [

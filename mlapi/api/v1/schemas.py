@@ -20,6 +20,12 @@ class UserSchema(ma.Schema):
     tier = ma.fields.String(dump_only=True, metadata={"enum": list(TIERS)})
     is_admin = ma.fields.Boolean(dump_only=True)
     disabled = ma.fields.Boolean(dump_only=True)
+    monthly_quota = ma.fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The account's own monthly quota; null: its tier's."}
+    )
+    rate_limit = ma.fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "The account's own rate limit; null: its tier's."}
+    )
     created_at = ma.fields.DateTime(dump_only=True)
 
 

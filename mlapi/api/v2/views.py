@@ -21,6 +21,7 @@ from mlapi.serving.types import PredictInput
 from mlapi.web import readiness
 from mlapi.web.auth import requires_auth
 from mlapi.web.errors import APIError, register_protocol_errors
+from mlapi.web.metering import meter
 from mlapi.web.openapi import Blueprint
 from mlapi.web.request_context import add_access_log_fields
 from mlapi.web.runtime import cache_scope, engine, registry, uses_models
@@ -186,7 +187,7 @@ def _requested_items() -> int:
 @blp.route("/models/<name>/infer", methods=["POST"], endpoint="infer")
 @blp.route("/models/<name>/versions/<version>/infer", methods=["POST"], endpoint="infer_version")
 @uses_models
-@requires_auth(blp, scope="inference", model=lambda name, **_: name, cost=_requested_items)
+@requires_auth(blp, scope="inference", model=lambda name, **_: name, cost=_requested_items, metered=True)
 @blp.doc(
     requestBody={
         "required": True,
@@ -215,6 +216,7 @@ def infer(name: str, version: str | None = None) -> Response:
     if "predict" in handler.capabilities:
         items = [PredictInput(text.strip(), **options) for text in infer_request.texts]
         outcome = engine().predict(name, handler.manifest.version, items, cache_scope=cache_scope())
+        meter("v2", outcome)
         count = len(outcome.predictions)
         outputs = {
             "label": ("BYTES", [count], [p.label for p in outcome.predictions]),
@@ -223,6 +225,7 @@ def infer(name: str, version: str | None = None) -> Response:
         manifest, model_ms = outcome.manifest, outcome.model_ms
     else:
         embedded = engine().embed(name, handler.manifest.version, infer_request.texts)
+        meter("v2", embedded)
         vectors = [e.vector for e in embedded.embeddings]
         outputs = {"embedding": ("FP32", [len(vectors), len(vectors[0])], vectors)}
         manifest, model_ms = embedded.manifest, embedded.model_ms
