@@ -14,6 +14,7 @@ def register_commands(app: Flask) -> None:
         db_commands,
         key_commands,
         model_commands,
+        usage_commands,
         user_commands,
     )
 
@@ -22,6 +23,7 @@ def register_commands(app: Flask) -> None:
         user_commands.group,
         key_commands.group,
         audit_commands.group,
+        usage_commands.group,
         model_commands.group,
         contract_commands.group,
         bootstrap.bootstrap,

@@ -56,6 +56,38 @@ def set_tier(username: str, tier: str) -> None:
     click.echo(f"{username} is now on tier {tier}")
 
 
+TIER_DEFAULT = "tier-default"
+
+
+@group.command("set-quota")
+@click.argument("username")
+@click.option("--monthly", default=None, metavar="ITEMS|tier-default", help="Items per calendar month (UTC).")
+@click.option("--rate-limit", default=None, metavar="LIMIT|tier-default", help="Such as 500/minute.")
+@click.option("--tier-default", "tier_default", is_flag=True, help="Both back to the tier's.")
+def set_quota(username: str, monthly: str | None, rate_limit: str | None, tier_default: bool) -> None:
+    """Give USERNAME a monthly quota or rate limit of their own, or their tier's again; applies on their
+    next request, on every worker."""
+    if tier_default == (monthly is not None or rate_limit is not None):
+        raise click.UsageError("give --monthly and/or --rate-limit, or --tier-default alone")
+    changes: dict[str, int | str | None] = {}
+    if tier_default:
+        changes = {"monthly_quota": None, "rate_limit": None}
+    if monthly is not None:
+        try:
+            changes["monthly_quota"] = None if monthly == TIER_DEFAULT else int(monthly)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected a whole number of items or {TIER_DEFAULT}", param_hint="--monthly"
+            ) from None
+    if rate_limit is not None:
+        changes["rate_limit"] = None if rate_limit == TIER_DEFAULT else rate_limit
+    with store_errors_reported():
+        user = user_accounts.update_user(db.session, username, **changes, actor=cli_actor())
+    monthly_shown = "the tier's" if user.monthly_quota is None else f"{user.monthly_quota} items"
+    rate_shown = user.rate_limit or "the tier's"
+    click.echo(f"{username}: monthly quota {monthly_shown}, rate limit {rate_shown}")
+
+
 @group.command("set-password")
 @click.argument("username")
 @click.option(
