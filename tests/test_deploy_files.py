@@ -48,6 +48,7 @@ def commands():
                 found.append(service[key])
     for doc in kubernetes():
         spec = doc.get("spec", {})
+        spec = spec.get("jobTemplate", {}).get("spec", spec)  # a CronJob's job
         template = spec.get("template", {}).get("spec", {})
         for container in template.get("containers", []):
             if "command" in container:
@@ -65,6 +66,7 @@ def test_every_environment_variable_is_one_the_app_reads():
 def test_every_command_exists(app):
     found = commands()
     assert ["mlapi", "db", "upgrade"] in found
+    assert ["mlapi", "usage", "prune"] in found
     available = {**app.cli.commands, **cli.commands}
     for command in found:
         if command[0] == "mlapi":
