@@ -132,5 +132,7 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 (in the worker, as it e
 
     app = getattr(worker, "wsgi", None)
     if app is not None:
-        runtime.shutdown(app)  # the requests in flight have been answered; their models' queues drain
-        metering.shutdown(app)  # then every count of this worker goes to the rollups
+        try:
+            runtime.shutdown(app)  # the requests in flight have been answered; their models' queues drain
+        finally:
+            metering.shutdown(app)  # then every count of this worker goes to the rollups

@@ -18,6 +18,7 @@ from mlapi.config import MAX_MONTHLY_QUOTA, TIERS
 # amount bounds that memory (and a typo of a few zeros must not lift the limit altogether).
 MAX_RATE_LIMIT_AMOUNT = 100_000
 MAX_RATE_LIMIT_LENGTH = 64
+MAX_RATE_LIMIT_WINDOW_S = 24 * 3600
 
 
 class _Unchanged:
@@ -194,6 +195,8 @@ def check_rate_limit(limit: str | None) -> None:
         )
     if any(not 1 <= item.amount <= MAX_RATE_LIMIT_AMOUNT for item in parsed):
         raise InvalidValue(f"a rate limit allows 1 to {MAX_RATE_LIMIT_AMOUNT} requests per window")
+    if any(item.get_expiry() > MAX_RATE_LIMIT_WINDOW_S for item in parsed):
+        raise InvalidValue("a rate limit's window is at most a day (the monthly quota covers longer periods)")
 
 
 def _check_tier(tier: str) -> None:

@@ -90,9 +90,11 @@ def report(
     help="Default: MLAPI_USAGE_RETENTION_DAYS (400).",
 )
 def prune(older_than_days: int | None) -> None:
-    """Drop the usage rollups of days older than the retention period."""
+    """Drop the usage rollups of days older than the retention period (never this month's or last month's)."""
     days = older_than_days or current_app.config["MLAPI_SETTINGS"].usage_retention_days
-    before = utcnow().date() - timedelta(days=days)
+    today = utcnow().date()
+    # Never this month or the last: they are the bill being prepared, and what the quotas count.
+    before = min(today - timedelta(days=days), month_start(month_start(today) - timedelta(days=1)))
     dropped = rollups.prune(db.session, before)
     rollups.prune_flushes(db.session, utcnow() - FLUSH_IDS_KEPT)
     click.echo(f"dropped {dropped} usage rollup rows of days before {before.isoformat()}")

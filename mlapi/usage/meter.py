@@ -9,8 +9,11 @@ Exactly once: each flush is one transaction that records its id (mlapi.usage.rol
   the next flush carries them.
 - A failure during COMMIT leaves its outcome unknown: the batch is kept under its id and retried
   as it is; if it had committed, the id is found and nothing is added twice.
-So a database outage delays counts (they wait in memory) and loses none; only a worker killed
-without its exit hook (SIGKILL, a crash) loses what it had not flushed, at most ``interval_s`` worth.
+- A count the database refuses for good (a constraint: its account row was deleted by hand) is
+  logged at ERROR and dropped alone; the batch's other counts are written one by one.
+So a database outage delays counts (they wait in memory) and loses none while the worker lives. A
+worker that exits during the outage, or is killed without its exit hook (SIGKILL, a crash), loses
+what it had not flushed: at most ``interval_s`` worth, or everything since the outage began.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mlapi.usage import rollups
@@ -36,9 +39,10 @@ class _Batch:
     id: str
     cells: dict[Cell, Counts]
     in_doubt: bool = False  # its COMMIT failed: it may have committed, so it is retried as it is
+    done: bool = False  # committed (or, for a count the database refuses for good, logged and dropped)
 
 
-COMMITTED, NOT_COMMITTED, IN_DOUBT = "committed", "not committed", "in doubt"
+COMMITTED, NOT_COMMITTED, IN_DOUBT, REFUSED = "committed", "not committed", "in doubt", "refused"
 
 
 class UsageMeter:
@@ -56,7 +60,8 @@ class UsageMeter:
         self._after_flush = after_flush
         self._counts: dict[Cell, Counts] = {}
         self._in_doubt: list[_Batch] = []
-        self._lock = threading.Lock()  # guards _counts and _in_doubt
+        self._writing: list[_Batch] = []  # taken out of the buffer by the flush under way
+        self._lock = threading.Lock()  # guards the three above
         self._flushing = threading.Lock()  # one flush at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,9 +75,10 @@ class UsageMeter:
                 self._thread.start()
 
     def unflushed_items(self, account_id: int, since: date) -> int:
-        """Items of ``account_id`` from ``since`` on that this worker has not flushed yet."""
+        """Items of ``account_id`` from ``since`` on that this worker has not (certainly) flushed yet."""
         with self._lock:
-            cells = [*self._counts.items(), *(item for b in self._in_doubt for item in b.cells.items())]
+            pending = [b for b in (*self._in_doubt, *self._writing) if not b.done]
+            cells = [*self._counts.items(), *(item for b in pending for item in b.cells.items())]
         return sum(c.items for cell, c in cells if cell.account_id == account_id and cell.day >= since)
 
     def flush(self) -> bool:
@@ -83,32 +89,61 @@ class UsageMeter:
                 if self._counts:
                     batches.append(_Batch(str(uuid.uuid4()), self._counts))
                     self._counts = {}
-            if not batches:
-                return True
+                self._writing = batches
             try:
-                session = self._open_session()
-            except SQLAlchemyError as exc:
-                self._put_back(batches)
-                logger.warning("usage counts wait in memory, the database failed: %s", exc)
-                return False
-            with session:
-                for index, batch in enumerate(batches):
-                    outcome = self._write(session, batch)
-                    if outcome != COMMITTED:
-                        batch.in_doubt = batch.in_doubt or outcome == IN_DOUBT
-                        self._put_back(batches[index:])
-                        return False
-                if self._after_flush is not None:
-                    try:
-                        self._after_flush(session)
-                    except SQLAlchemyError as exc:
-                        logger.warning("after the usage flush: %s", exc)
+                return self._write_all(batches)
+            finally:
+                self._put_back([batch for batch in batches if not batch.done])
+
+    def _write_all(self, batches: list[_Batch]) -> bool:
+        if not batches:
             return True
+        with self._open_session() as session:
+            for batch in batches:
+                if not self._write(session, batch):
+                    return False
+            if self._after_flush is not None:
+                try:
+                    self._after_flush(session)
+                except SQLAlchemyError as exc:
+                    logger.warning("after the usage flush: %s", exc)
+        return True
+
+    def _write(self, session: Session, batch: _Batch) -> bool:
+        """Write one batch; True once it is done."""
+        outcome = self._commit(session, batch.id, batch.cells)
+        if outcome == IN_DOUBT:
+            batch.in_doubt = True
+        if outcome != REFUSED:
+            batch.done = outcome == COMMITTED
+            return batch.done
+        # Some count can never be stored (its account row is gone, say): the batch never committed
+        # (a committed one stops at its flush id), so write its counts one by one, and drop only
+        # those the database refuses, loudly, rather than hold back every other account's.
+        remaining = dict(batch.cells)
+        for cell, counts in list(batch.cells.items()):
+            single_id = str(uuid.uuid4())
+            outcome = self._commit(session, single_id, {cell: counts})
+            if outcome == REFUSED:
+                logger.error("usage count dropped, the database refuses it for good: %s %s", cell, counts)
+            elif outcome == IN_DOUBT:
+                with self._lock:
+                    self._in_doubt.append(_Batch(single_id, {cell: counts}, in_doubt=True))
+            elif outcome == NOT_COMMITTED:
+                batch.id, batch.cells = str(uuid.uuid4()), remaining
+                return False
+            del remaining[cell]
+        batch.done = True
+        return True
 
     @staticmethod
-    def _write(session: Session, batch: _Batch) -> str:
+    def _commit(session: Session, flush_id: str, cells: dict[Cell, Counts]) -> str:
         try:
-            rollups.add(session, batch.id, batch.cells, commit=False)
+            rollups.add(session, flush_id, cells, commit=False)
+        except (IntegrityError, DataError) as exc:
+            session.rollback()
+            logger.warning("usage flush refused by the database: %s", exc)
+            return REFUSED
         except SQLAlchemyError as exc:
             session.rollback()
             logger.warning("usage counts wait in memory, the database failed: %s", exc)
@@ -117,13 +152,14 @@ class UsageMeter:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            logger.warning("usage flush %s may or may not have committed; it will be retried: %s", batch.id, exc)
+            logger.warning("usage flush %s may or may not have committed; it will be retried: %s", flush_id, exc)
             return IN_DOUBT
         return COMMITTED
 
     def _put_back(self, batches: list[_Batch]) -> None:
         """Batches in doubt wait as they are; the counts of the others go back into the buffer."""
         with self._lock:
+            self._writing = []
             for batch in batches:
                 if batch.in_doubt:
                     self._in_doubt.append(batch)
@@ -135,13 +171,13 @@ class UsageMeter:
         while not self._stop.wait(self.interval_s):
             try:
                 self.flush()
-            except Exception:  # the thread must outlive any one failure
+            except Exception:  # the thread must outlive any one failure; the counts were put back
                 logger.exception("usage flush failed")
 
     def close(self) -> None:
-        """Stop the thread and flush what is left (the worker is exiting)."""
+        """Flush what is left (the worker is exiting): after a flush under way, if any, has ended."""
         self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout=self.interval_s + 30)
-        self.flush()
+        try:
+            self.flush()
+        except Exception:
+            logger.exception("usage counts not flushed at exit")

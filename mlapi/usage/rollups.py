@@ -25,6 +25,7 @@ from mlapi.accounts.tables import UsageFlush, UsageRollup, User
 GROUPINGS = ("account", "day", "model", "key")
 COUNTERS = ("requests", "items", "cached_items", "tokens", "model_ms")
 _CELL_COLUMNS = ("account_id", "day", "credential", "model", "model_version", "family")
+ROWS_PER_STATEMENT = 80
 
 
 @dataclass(frozen=True, order=True)
@@ -50,13 +51,12 @@ class Counts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+# The databases whose upsert (INSERT ... ON CONFLICT DO UPDATE) the rollups use.
+DIALECTS = ("postgresql", "sqlite")
+
+
 def _insert_for(session: Session):  # noqa: ANN202 (the dialect's insert construct)
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"usage rollups need PostgreSQL or SQLite, not {dialect}")
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def add(session: Session, flush_id: str, cells: Mapping[Cell, Counts], *, commit: bool = True) -> bool:
@@ -77,11 +77,12 @@ def add(session: Session, flush_id: str, cells: Mapping[Cell, Counts], *, commit
         {**dict(zip(_CELL_COLUMNS, astuple(cell), strict=True)), **counts.__dict__}
         for cell, counts in sorted(cells.items())
     ]
-    if rows:
-        insert = _insert_for(session)(UsageRollup)
-        table = UsageRollup.__table__
+    insert_for, table = _insert_for(session), UsageRollup.__table__
+    # In chunks: a statement holds at most 999 parameters on older SQLite builds (11 per row here).
+    for first in range(0, len(rows), ROWS_PER_STATEMENT):
+        insert = insert_for(UsageRollup).values(rows[first : first + ROWS_PER_STATEMENT])
         session.execute(
-            insert.values(rows).on_conflict_do_update(
+            insert.on_conflict_do_update(
                 index_elements=list(_CELL_COLUMNS),
                 set_={name: table.c[name] + insert.excluded[name] for name in COUNTERS},
             )
@@ -131,10 +132,21 @@ def group_columns(group_by: Sequence[str]) -> list[str]:
     return [column for grouping in group_by for column in names[grouping]]
 
 
+class ReportTooLarge(ValueError):
+    """More rows than the caller will take: a narrower period or fewer groupings."""
+
+
 def report(
-    session: Session, start: date, end: date, group_by: Sequence[str], *, account_id: int | None = None
+    session: Session,
+    start: date,
+    end: date,
+    group_by: Sequence[str],
+    *,
+    account_id: int | None = None,
+    max_rows: int | None = None,
 ) -> Report:
-    """Usage from ``start`` to ``end`` (both included), one row per group, ordered by the groups."""
+    """Usage from ``start`` to ``end`` (both included), one row per group, ordered by the groups;
+    ``ReportTooLarge`` past ``max_rows``."""
     unknown = [g for g in group_by if g not in GROUPINGS]
     if unknown or not group_by or len(set(group_by)) != len(group_by):
         raise ValueError(f"group_by takes distinct names from {', '.join(GROUPINGS)}")
@@ -152,7 +164,11 @@ def report(
     if account_id is not None:
         query = query.where(UsageRollup.account_id == account_id)
     query = query.group_by(*(dimensions[name] for name in group_by)).order_by(*(dimensions[n] for n in group_by))
+    if max_rows is not None:
+        query = query.limit(max_rows + 1)
     rows = [_row(group_by, row._mapping) for row in session.execute(query)]
+    if max_rows is not None and len(rows) > max_rows:
+        raise ReportTooLarge(f"more than {max_rows} rows; ask for a shorter period or fewer groupings")
     totals: dict[str, int | float] = {name: 0 for name in COUNTERS}
     for row in rows:
         for name in COUNTERS:

@@ -20,7 +20,7 @@ from flask import Flask, Response, current_app, g
 from sqlalchemy.orm import Session
 
 from mlapi.accounts.tables import utcnow
-from mlapi.config import Settings
+from mlapi.config import ConfigError, Settings
 from mlapi.extensions import db
 from mlapi.serving.engine import EmbedOutcome, PredictOutcome
 from mlapi.usage import rollups
@@ -47,8 +47,9 @@ def monthly_limit(account) -> int | None:  # noqa: ANN001 (mlapi.web.auth.Accoun
 
 def reserve_monthly_items(items: int) -> None:
     """Count the request's items against the account's month before it runs; 429 past the limit."""
-    account = g.account
-    reservation = app_state().quotas.reserve(account.id, monthly_limit(account), items, utcnow())
+    account, now = g.account, utcnow()
+    g.usage_day = now.date()  # the day the request counts in, rollups and quota alike
+    reservation = app_state().quotas.reserve(account.id, monthly_limit(account), items, now)
     g.quota_reservation = reservation
     if reservation.allowed:
         return
@@ -69,7 +70,8 @@ def meter(family: str, outcome: PredictOutcome | EmbedOutcome) -> None:
     account, manifest = g.account, outcome.manifest
     items = g.request_cost
     g.metered = True
-    cell = Cell(account.id, utcnow().date(), account.credential, manifest.name, manifest.version, family)
+    day = g.get("usage_day") or utcnow().date()
+    cell = Cell(account.id, day, account.credential, manifest.name, manifest.version, family)
     app_state().meter.record(cell, Counts(1, items, outcome.cached_items, outcome.tokens, outcome.model_ms))
     metrics.record_usage(account.tier, manifest.name, items)
 
@@ -135,6 +137,10 @@ def accounts_near_quota(session: Session, settings: Settings) -> dict[str, int]:
 def init_app(app: Flask, settings: Settings) -> None:
     state = state_of(app)
     engine = db.engine  # this app's: a later bind (another app in the same process) must not redirect it
+    if engine.dialect.name not in rollups.DIALECTS:
+        raise ConfigError(
+            f"MLAPI_DATABASE_URL: usage metering needs {' or '.join(rollups.DIALECTS)}, not {engine.dialect.name}"
+        )
 
     def open_session() -> Session:
         return Session(engine)

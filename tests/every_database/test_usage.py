@@ -151,6 +151,7 @@ def test_usage_needs_the_usage_read_scope(client, factory, alice):
         {"start": "2025-01-01", "end": "2026-02-05"},  # 401 days
         {"group_by": "account"},  # admins only
         {"group_by": "day, model"},
+        {"group_by": "day\n"},
         {"group_by": "x" * 65},
     ],
 )
@@ -277,6 +278,7 @@ def test_an_accounts_own_quota_and_rate_limit_apply_on_its_next_request(app, cli
         {"rate_limit": "1000001/minute"},
         {"rate_limit": "1/minute;" * 10},
         {"rate_limit": ""},
+        {"rate_limit": "5/2 days"},
     ],
 )
 def test_overrides_out_of_bounds_are_422(client, factory, body):
@@ -293,3 +295,16 @@ def test_period_defaults_to_this_month_and_takes_past_months(app, client, factor
     last_month = month_start(utcnow().date()) - timedelta(days=1)
     body = usage(client, headers, start=month_start(last_month).isoformat(), end=last_month.isoformat()).get_json()
     assert body["totals"]["requests"] == 0
+
+
+def test_a_report_too_large_for_one_answer_is_refused(app, client, factory, alice, monkeypatch):
+    from mlapi.api.v1 import usage as usage_api
+
+    headers = factory.key_headers(alice)
+    client.post("/v1/predict", json={"text": TEXTS[0]}, headers=headers)
+    client.post("/v1/embeddings", json={"input": TEXTS[0]}, headers=headers)
+    flush(app)
+    monkeypatch.setattr(usage_api, "MAX_ROWS", 1)
+    refused = usage(client, headers, group_by="model")
+    assert refused.status_code == 422 and refused.get_json()["error"] == "report_too_large"
+    assert usage(client, headers, group_by="day").status_code == 200

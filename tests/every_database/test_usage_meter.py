@@ -113,3 +113,26 @@ def test_close_flushes_what_is_left_and_stops_the_thread(account_id):
     meter.close()
     assert not thread.is_alive()
     assert stored(account_id) == {"sentiment": (1, 2)}
+
+
+def test_a_count_the_database_refuses_for_good_is_dropped_alone(account_id, caplog):
+    meter = UsageMeter(Sessions(), interval_s=60)
+    meter.record(cell(account_id), Counts(1, 3))
+    meter.record(cell(account_id + 1000), Counts(1, 9))  # no such account: a foreign key refuses it
+    meter.record(cell(account_id, "minilm"), Counts(1, 2))
+    assert meter.flush() is True
+    assert stored(account_id) == {"sentiment": (1, 3), "minilm": (1, 2)}
+    assert "refuses it for good" in caplog.text
+    meter.record(cell(account_id), Counts(1, 1))
+    assert meter.flush() is True and stored(account_id) == {"sentiment": (2, 4), "minilm": (1, 2)}
+
+
+def test_many_cells_flush_in_one_transaction(app):
+    factory = Factory(app)
+    accounts = [factory.user(f"many{i}").id for i in range(3)]
+    meter = UsageMeter(Sessions(), interval_s=60)
+    for i in range(1500):  # more parameters than one SQLite statement takes
+        meter.record(Cell(accounts[i % 3], DAY, f"key:{i}", "sentiment", "1.1", "predict"), Counts(1, 2))
+    assert meter.flush() is True
+    with Session(db.engine) as session:
+        assert rollups.report(session, DAY, DAY, ("day",)).totals["items"] == 3000

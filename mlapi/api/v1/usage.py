@@ -13,6 +13,7 @@ from mlapi.extensions import db
 from mlapi.usage import rollups
 from mlapi.usage.periods import month_start
 from mlapi.web.auth import current_account, requires_auth
+from mlapi.web.errors import APIError
 from mlapi.web.metering import monthly_limit
 from mlapi.web.openapi import Blueprint
 from mlapi.web.state import app_state
@@ -27,6 +28,9 @@ blp = Blueprint(
 MAX_RANGE_DAYS = 400
 CSV = "text/csv"
 MAX_GROUP_BY_LENGTH = 64
+# One answer's rows at most (a year of days per model and key, for every tenant, would not fit
+# in memory): a larger report is asked for in pieces (a shorter period, one account, fewer groupings).
+MAX_ROWS = 50_000
 
 
 class _GroupBy(ma.fields.String):
@@ -49,7 +53,7 @@ class _GroupBy(ma.fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN003, ANN202 (marshmallow's signature)
         text = super()._deserialize(value, attr, data, **kwargs)
-        if len(text) > MAX_GROUP_BY_LENGTH or not re.match(self.pattern, text):
+        if len(text) > MAX_GROUP_BY_LENGTH or not re.fullmatch(self.pattern, text):
             raise ma.ValidationError(f"Expected names from {', '.join(self.choices)}, joined by commas.")
         return tuple(dict.fromkeys(text.split(",")))  # a name given twice groups once
 
@@ -120,6 +124,15 @@ class AccountUsageSchema(UsageReportSchema):
     quota = ma.fields.Nested(QuotaSchema, required=True)
 
 
+def _report(args: dict, *, account_id: int | None) -> rollups.Report:
+    try:
+        return rollups.report(
+            db.session, args["start"], args["end"], args["group_by"], account_id=account_id, max_rows=MAX_ROWS
+        )
+    except rollups.ReportTooLarge as exc:
+        raise APIError(422, f"The report is too large: {exc}.", error="report_too_large") from None
+
+
 def _envelope(report: rollups.Report) -> dict:
     return {
         "start": report.start,
@@ -140,7 +153,7 @@ def account_usage(args: dict) -> dict:
 
     Every key and login of the account counts; figures are at most a few seconds behind."""
     account = current_account()
-    report = rollups.report(db.session, args["start"], args["end"], args["group_by"], account_id=account.id)
+    report = _report(args, account_id=account.id)
     quota = app_state().quotas.state(account.id, monthly_limit(account), utcnow())
     return {
         **_envelope(report),
@@ -164,7 +177,7 @@ def admin_usage(args: dict) -> dict | Response:
     or a combination: `group_by=account,model` answers "how many items did each account use, per
     model". `Accept: text/csv` (or `format=csv`) returns CSV for billing tools."""
     account_id = user_accounts.get_user(db.session, args["account"]).id if "account" in args else None
-    report = rollups.report(db.session, args["start"], args["end"], args["group_by"], account_id=account_id)
+    report = _report(args, account_id=account_id)
     if args.get("format") == "csv" or (
         "format" not in args and request.accept_mimetypes.best_match(["application/json", CSV]) == CSV
     ):
