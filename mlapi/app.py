@@ -18,7 +18,18 @@ from mlapi.api import register_blueprints
 from mlapi.cli import register_commands
 from mlapi.config import Settings, refuse_debug_in_production, resolve_settings
 from mlapi.extensions import api, cors, db
-from mlapi.web import auth, errors, metering, metrics, ratelimit, readiness, request_context, runtime, versioning
+from mlapi.web import (
+    auth,
+    errors,
+    metering,
+    metrics,
+    model_lifecycle,
+    ratelimit,
+    readiness,
+    request_context,
+    runtime,
+    versioning,
+)
 from mlapi.web.credential_cache import CredentialCache, credential_change_hook
 from mlapi.web.logs import configure_logging
 from mlapi.web.openapi import OPENAPI_CONFIG
@@ -93,6 +104,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         state.credentials = credentials
     state.on_credentials_changed = credential_change_hook(credentials, settings.credential_cache_ttl_s)
     metering.init_app(app, settings)
+    model_lifecycle.init_app(app)
     if settings.cors_origins:
         cors.init_app(
             app,

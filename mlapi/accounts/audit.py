@@ -30,6 +30,9 @@ class Action(StrEnum):
     USER_RATE_LIMIT_CHANGED = "user.rate_limit_changed"
     KEY_CREATED = "key.created"
     KEY_REVOKED = "key.revoked"
+    # A model's routing of 'latest' among its versions (the target is the model's name).
+    MODEL_ROUTING_SET = "model.routing_set"
+    MODEL_ROUTING_CLEARED = "model.routing_cleared"
     # A spent refresh token was presented again: a copy exists, so the login session was ended.
     SESSION_REFRESH_REUSED = "session.refresh_reused"
 

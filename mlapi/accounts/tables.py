@@ -1,5 +1,5 @@
 """SQLAlchemy 2.x declarative models of the store: users, API keys, login sessions, revoked tokens, audit
-events, and usage rollups."""
+events, usage rollups, and model routes."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ class AuditEvent(Base):
     # The acting account's username (API) or ``cli:<OS user>``.
     actor: Mapped[str] = mapped_column(String(128), index=True)
     action: Mapped[str] = mapped_column(String(64), index=True)
-    # The username of the account acted on.
+    # The username of the account acted on (the model's name, for a model's routing).
     target: Mapped[str] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(8))
     # The API key the actor presented (None: a password login, or the CLI).
@@ -249,3 +249,14 @@ class UsageFlush(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     flushed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ModelRoute(Base):
+    """How requests for a model's ``latest`` are shared out among its versions: weights by version,
+    sticky per account (mlapi.serving.routing). No row: ``latest`` means the store's latest."""
+
+    __tablename__ = "model_routes"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    weights: Mapped[dict[str, int]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

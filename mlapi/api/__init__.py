@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask
 
 from mlapi.api import docs, health
-from mlapi.api.v1 import admin, catalogue, inference, keys, tokens, usage, users
+from mlapi.api.v1 import admin, catalogue, inference, keys, model_admin, tokens, usage, users
 from mlapi.api.v2 import views
 from mlapi.extensions import api
 
@@ -23,6 +23,7 @@ def register_blueprints(app: Flask) -> None:
         keys.blp,
         admin.blp,
         usage.blp,
+        model_admin.blp,
         inference.blp,
         catalogue.blp,
         views.blp,

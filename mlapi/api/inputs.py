@@ -42,6 +42,7 @@ TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern
 # What any inference endpoint may answer besides its success, /v1 and /v2 alike.
 INFERENCE_ERRORS = {
     404: "No such model or version; the detail names what exists.",
+    410: "The version named has reached its sunset (model_version_sunset); use another.",
     503: "Overloaded (the model's queue is full), shutting down, or the database is unavailable; see Retry-After.",
     504: "The model did not answer within MLAPI_INFERENCE_TIMEOUT_S.",
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlapi.serving.batcher import Arrivals, Batcher, BatchResult
 from mlapi.serving.cache import PredictionCache, cache_key
@@ -83,12 +83,13 @@ class InferenceEngine:
         self.batchers: dict[str, Batcher] = {}
         for model_id, handler in registry.handlers.items():
             run = handler.predict if "predict" in handler.capabilities else handler.embed
+            batching = self.batching_for(handler.manifest)
             self.batchers[model_id] = Batcher(
                 run,
                 name=model_id,
-                max_batch_size=settings.max_batch_size,
-                max_delay_s=settings.max_delay_s,
-                max_queue=settings.max_queue,
+                max_batch_size=batching.max_batch_size,
+                max_delay_s=batching.max_delay_s,
+                max_queue=batching.max_queue,
                 on_batch=lambda result, manifest=handler.manifest: self.observer.batch(manifest, result),
                 on_depth=lambda depth, manifest=handler.manifest: self.observer.depth(manifest, depth),
                 arrivals=self.arrivals,
@@ -123,8 +124,31 @@ class InferenceEngine:
         result = self._submit(handler.manifest, list(texts))
         return EmbedOutcome(handler.manifest, result.outputs, result.model_ms, result.batch_size)
 
+    def describe(self, name: str) -> dict:
+        """The registry's description, each version with the batching it is served with."""
+        described = self.registry.describe(name)
+        for entry in described["versions"]:
+            batching = self.batching_for(self.registry.store.manifests[name][entry["version"]])
+            entry["serving"] = {
+                "max_batch_size": batching.max_batch_size,
+                "max_delay_ms": round(batching.max_delay_s * 1000, 3),
+                "timeout_s": batching.timeout_s,
+                "max_queue": batching.max_queue,
+            }
+        return described
+
+    def catalog(self) -> list[dict]:
+        return [self.describe(name) for name in self.registry.store.names()]
+
+    def batching_for(self, manifest: Manifest) -> BatchingSettings:
+        """The defaults, overridden by the manifest's ``serving`` section."""
+        overrides = dict(manifest.serving)
+        if "max_delay_ms" in overrides:
+            overrides["max_delay_s"] = overrides.pop("max_delay_ms") / 1000
+        return replace(self.settings, **overrides)
+
     def _submit(self, manifest: Manifest, inputs: list) -> BatchResult:
-        result = self.batchers[manifest.id].submit(inputs, self.settings.timeout_s)
+        result = self.batchers[manifest.id].submit(inputs, self.batching_for(manifest).timeout_s)
         self.observer.queued(manifest, result.queue_ms)
         return result
 

@@ -25,3 +25,7 @@ class UnsupportedTask(ServingError):
 
 class InvalidInput(ServingError, ValueError):
     pass
+
+
+class VersionSunset(ServingError):
+    """The version has reached its sunset (a manifest's ``sunset`` date): it is no longer served."""

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,18 @@ from mlapi.serving.errors import ManifestError
 
 MANIFEST_FILE = "manifest.json"
 TASKS = ("zero-shot-classification", "embedding", "classification")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_KNOWN_KEYS = {"task", "handler", "weights", "labels", "options", "description"}
+# What a model's name and a version may be.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+_KNOWN_KEYS = {"task", "handler", "weights", "labels", "options", "description", "serving", "deprecated", "sunset"}
+# Per-version overrides of the MLAPI_* batching defaults, and their bounds (those of the settings).
+SERVING_BOUNDS: dict[str, tuple[type, float, float]] = {
+    "max_batch_size": (int, 1, 1024),
+    "max_delay_ms": (float, 0, 1000),
+    "timeout_s": (float, 0.01, 3600),
+    "max_queue": (int, 1, 1_000_000),
+}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,15 @@ class Manifest:
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     fingerprint: str = ""  # hash of the manifest file: cached results never outlive an edit
+    serving: dict[str, float] = field(default_factory=dict)  # overrides of the batching defaults
+    deprecated: date | None = None  # from this day (UTC) on, responses say the version is deprecated
+    sunset: date | None = None  # from this day on, the version is refused (410) and never routed to
+
+    def is_sunset(self, today: date) -> bool:
+        return self.sunset is not None and today >= self.sunset
+
+    def is_deprecated(self, today: date) -> bool:
+        return self.deprecated is not None and today >= self.deprecated
 
     @property
     def id(self) -> str:
@@ -88,6 +108,10 @@ def load_manifest(path: Path) -> Manifest:
         problems.append("'labels' must not repeat")
     if not isinstance(raw.get("options", {}), dict):
         problems.append("'options' must be an object")
+    serving = _serving(raw.get("serving", {}), problems)
+    deprecated, sunset = _day(raw, "deprecated", problems), _day(raw, "sunset", problems)
+    if deprecated and sunset and sunset <= deprecated:
+        problems.append("'sunset' must come after 'deprecated'")
     if problems:
         raise ManifestError(f"{path}: " + "; ".join(problems))
     return Manifest(
@@ -101,4 +125,41 @@ def load_manifest(path: Path) -> Manifest:
         options=dict(raw.get("options", {})),
         description=str(raw.get("description", "")),
         fingerprint=hashlib.sha256(text.encode()).hexdigest()[:12],
+        serving=serving,
+        deprecated=deprecated,
+        sunset=sunset,
     )
+
+
+def _serving(raw: object, problems: list[str]) -> dict[str, float]:
+    """``serving``: overrides of the batching settings for this version, each within its bounds."""
+    if not isinstance(raw, dict):
+        problems.append("'serving' must be an object")
+        return {}
+    if unknown := sorted(set(raw) - set(SERVING_BOUNDS)):
+        problems.append(f"unknown 'serving' keys {unknown}; expected {sorted(SERVING_BOUNDS)}")
+    chosen: dict[str, float] = {}
+    for key, (kind, low, high) in SERVING_BOUNDS.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not (whole or (kind is float and isinstance(value, float))) or not low <= value <= high:
+            what = "a whole number" if kind is int else "a number"
+            problems.append(f"'serving.{key}' must be {what} from {low:g} to {high:g}")
+            continue
+        chosen[key] = value
+    return chosen
+
+
+def _day(raw: dict, key: str, problems: list[str]) -> date | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str) or not _DATE.match(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        problems.append(f"'{key}' must be a date such as 2027-03-01")
+        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from mlapi.serving.errors import ManifestError, ServingError
@@ -11,6 +12,7 @@ from mlapi.serving.store import LATEST, ModelStore
 
 if TYPE_CHECKING:
     from mlapi.serving.handlers import Handler
+    from mlapi.serving.manifest import Manifest
 
 logger = logging.getLogger("mlapi.serving")
 
@@ -46,12 +48,16 @@ class ModelRegistry:
     def loaded(self) -> list[str]:
         return sorted(self.handlers)
 
-    def describe(self, name: str) -> dict:
-        self.store.resolve(name)  # raises UnknownModel naming what exists
+    def describe(self, name: str, today: date | None = None) -> dict:
+        if name not in self.store.manifests:
+            self.store.resolve(name)  # raises UnknownModel naming what exists
+        today = today or datetime.now(UTC).date()
         versions = [
-            {"version": version, **self.handlers[f"{name}:{version}"].describe()}
+            {"version": version, **self.handlers[f"{name}:{version}"].describe(), **_lifecycle(manifest)}
             for version in self.store.versions(name)
+            for manifest in (self.store.manifests[name][version],)
         ]
+        live = self.store.live_versions(name, today)
         first = self.store.manifests[name][self.store.latest[name]]
         return {
             "id": name,
@@ -60,9 +66,17 @@ class ModelRegistry:
             "name": name,
             "task": first.task,
             "description": first.description,
-            "latest": self.store.latest[name],
+            # What 'latest' serves today; with every version past its sunset, the store's latest (refused).
+            "latest": self.store.resolve(name, today=today).version if live else self.store.latest[name],
             "versions": versions,
         }
 
     def catalog(self) -> list[dict]:
         return [self.describe(name) for name in self.store.names()]
+
+
+def _lifecycle(manifest: Manifest) -> dict:
+    return {
+        "deprecated": manifest.deprecated,
+        "sunset": manifest.sunset,
+    }

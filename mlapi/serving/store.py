@@ -7,18 +7,20 @@ holds the version to pin.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from mlapi.serving.errors import ManifestError, UnknownModel
+from mlapi.serving.errors import ManifestError, UnknownModel, VersionSunset
 from mlapi.serving.manifest import MANIFEST_FILE, Manifest, load_manifest
 
 LATEST = "latest"
 PIN_FILE = "LATEST"
 
 
-def _version_key(version: str) -> tuple[int, Version | str]:
+def version_order(version: str) -> tuple[int, Version | str]:
+    """Sort key of versions: PEP 440 order, names that are not versions first."""
     try:
         return (1, Version(version))
     except InvalidVersion:
@@ -49,24 +51,50 @@ class ModelStore:
                     raise ManifestError(f"{pin}: pins version {pinned!r}, which has no manifest")
                 latest[name] = pinned
             else:
-                latest[name] = max(versions, key=_version_key)
+                latest[name] = max(versions, key=version_order)
         return cls(root=root, manifests=manifests, latest=latest)
 
     def names(self) -> list[str]:
         return sorted(self.manifests)
 
     def versions(self, name: str) -> list[str]:
-        return sorted(self.manifests.get(name, {}), key=_version_key)
+        return sorted(self.manifests.get(name, {}), key=version_order)
 
     def all(self) -> list[Manifest]:
         return [self.manifests[name][version] for name in self.names() for version in self.versions(name)]
 
-    def resolve(self, name: str, version: str = LATEST) -> Manifest:
+    def resolve(self, name: str, version: str = LATEST, today: date | None = None) -> Manifest:
+        """The manifest of ``version`` (or of what ``latest`` means today: the pinned or highest
+        version, or, once that one's sunset has come, the highest version whose sunset has not).
+
+        ``UnknownModel`` for no such model or version; ``VersionSunset`` for a version past its sunset.
+        """
         if name not in self.manifests:
             available = ", ".join(self.names()) or "none"
             raise UnknownModel(f"no model {name!r}; available models: {available}", others=self.names())
-        resolved = self.latest[name] if version == LATEST else version
-        if resolved not in self.manifests[name]:
+        today = today or datetime.now(UTC).date()
+        if version == LATEST:
+            return self._latest_live(name, today)
+        if version not in self.manifests[name]:
             available = ", ".join(self.versions(name))
             raise UnknownModel(f"model {name!r} has no version {version!r}; available versions: {available}, latest")
-        return self.manifests[name][resolved]
+        manifest = self.manifests[name][version]
+        if manifest.is_sunset(today):
+            raise VersionSunset(
+                f"version {version!r} of model {name!r} reached its sunset on {manifest.sunset}; "
+                f"use 'latest' ({self._latest_live(name, today).version})"
+            )
+        return manifest
+
+    def live_versions(self, name: str, today: date) -> list[str]:
+        """The versions of ``name`` not past their sunset, in version order."""
+        return [v for v in self.versions(name) if not self.manifests[name][v].is_sunset(today)]
+
+    def _latest_live(self, name: str, today: date) -> Manifest:
+        pinned = self.manifests[name][self.latest[name]]
+        if not pinned.is_sunset(today):
+            return pinned
+        live = self.live_versions(name, today)
+        if not live:
+            raise VersionSunset(f"every version of model {name!r} has reached its sunset")
+        return self.manifests[name][live[-1]]

@@ -20,7 +20,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from mlapi.accounts.errors import Busy, Conflict, Forbidden, InvalidValue, NotFound, StoreError
 from mlapi.serving.batcher import DeadlineExceeded, QueueFull, ShuttingDown
-from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask
+from mlapi.serving.errors import InvalidInput, ServingError, UnknownModel, UnsupportedTask, VersionSunset
 from mlapi.web.state import app_state, state_of
 
 logger = logging.getLogger("mlapi.web.errors")
@@ -169,6 +169,7 @@ _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None, dict[str, str]]] = 
     Forbidden: (403, "forbidden", {}),  # the exception's own code, where it has one
     Busy: (503, "overloaded", _RETRY_SOON),
     UnknownModel: (404, "model_not_found", {}),
+    VersionSunset: (410, "model_version_sunset", {}),
     UnsupportedTask: (422, "unsupported_task", {}),
     InvalidInput: (422, "validation_error", {}),
     QueueFull: (503, "overloaded", _RETRY_SOON),

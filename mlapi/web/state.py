@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mlapi.usage.meter import UsageMeter
     from mlapi.usage.quotas import MonthlyQuotas
     from mlapi.web.credential_cache import CredentialCache
+    from mlapi.web.model_lifecycle import RouteTable
     from mlapi.web.runtime import ModelLoading
 
 _KEY = "mlapi"
@@ -44,6 +45,8 @@ class AppState:
     ready_checks: dict[str, Callable[[], object]] = field(default_factory=dict)
     # URL prefixes whose errors put the message in "error" (the Open Inference Protocol).
     protocol_error_prefixes: list[str] = field(default_factory=list)
+    # Every model's routing of 'latest', as this worker last read it.
+    routes: RouteTable | None = None
     # This worker's usage counts on their way to the rollups, and the monthly quotas.
     meter: UsageMeter | None = None
     quotas: MonthlyQuotas | None = None

@@ -6,9 +6,17 @@ import marshmallow as ma
 
 from mlapi.web.auth import current_account, requires_auth
 from mlapi.web.openapi import Blueprint
-from mlapi.web.runtime import registry
+from mlapi.web.runtime import engine
+from mlapi.web.state import app_state
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="The models and their versions.")
+
+
+class ServingSchema(ma.Schema):
+    max_batch_size = ma.fields.Integer()
+    max_delay_ms = ma.fields.Float()
+    timeout_s = ma.fields.Float()
+    max_queue = ma.fields.Integer()
 
 
 class ModelVersionSchema(ma.Schema):
@@ -20,6 +28,13 @@ class ModelVersionSchema(ma.Schema):
     max_tokens = ma.fields.Integer()
     quantization = ma.fields.String(allow_none=True)
     default_temperature = ma.fields.Float()
+    deprecated = ma.fields.Date(
+        allow_none=True, metadata={"description": "From this day (UTC) responses carry Deprecation and Sunset."}
+    )
+    sunset = ma.fields.Date(
+        allow_none=True, metadata={"description": "From this day the version is refused (410) and never routed to."}
+    )
+    serving = ma.fields.Nested(ServingSchema, metadata={"description": "The batching this version is served with."})
 
 
 class ModelSchema(ma.Schema):
@@ -29,8 +44,19 @@ class ModelSchema(ma.Schema):
     name = ma.fields.String(required=True)
     task = ma.fields.String(required=True)
     description = ma.fields.String(required=True)
-    latest = ma.fields.String(required=True, metadata={"description": "The version 'latest' resolves to."})
+    latest = ma.fields.String(
+        required=True,
+        metadata={"description": "The version 'latest' resolves to (skipping versions past their sunset)."},
+    )
     versions = ma.fields.List(ma.fields.Nested(ModelVersionSchema), required=True)
+    routing = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Integer(),
+        allow_none=True,
+        metadata={
+            "description": "How `latest` is shared out among the versions, sticky per account; null: not routed."
+        },
+    )
 
 
 class ModelListSchema(ma.Schema):
@@ -44,7 +70,8 @@ class ModelListSchema(ma.Schema):
 def list_models() -> dict:
     """Every model the caller may use, with its versions, the one `latest` resolves to, and where each runs."""
     grant = current_account().grant
-    return {"object": "list", "data": [model for model in registry().catalog() if grant.allows_model(model["name"])]}
+    models = [model for model in engine().catalog() if grant.allows_model(model["name"])]
+    return {"object": "list", "data": [_with_routing(model) for model in models]}
 
 
 @blp.route("/<name>", methods=["GET"])
@@ -53,4 +80,8 @@ def list_models() -> dict:
 @blp.alt_response(404, description="No such model; the detail names the models that exist.")
 def get_model(name: str) -> dict:
     """One model: its versions, labels, devices and options."""
-    return registry().describe(name)
+    return _with_routing(engine().describe(name))
+
+
+def _with_routing(model: dict) -> dict:
+    return {**model, "routing": app_state().routes.weights(model["name"])}

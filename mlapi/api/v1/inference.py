@@ -17,6 +17,7 @@ from mlapi.serving.types import PredictInput
 from mlapi.web.auth import requires_auth
 from mlapi.web.errors import APIError
 from mlapi.web.metering import meter
+from mlapi.web.model_lifecycle import note_served, routed_version
 from mlapi.web.openapi import Blueprint
 from mlapi.web.request_context import add_access_log_fields
 from mlapi.web.runtime import cache_scope, engine, uses_models
@@ -211,11 +212,14 @@ def _paid_for_labels(args: dict) -> None:
 
 
 def _model(args: dict, default: str) -> tuple[str, str]:
-    return args.get("model") or default, args["model_version"]
+    """The model and version that serve this request (``latest`` routed by the model's weights)."""
+    name = args.get("model") or default
+    return name, routed_version(name, args["model_version"])
 
 
 def _served_by(manifest: Manifest) -> dict:
     add_access_log_fields(model=manifest.name, model_version=manifest.version)
+    note_served(manifest)
     return {"model": manifest.name, "model_version": manifest.version}
 
 

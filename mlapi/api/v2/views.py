@@ -22,6 +22,7 @@ from mlapi.web import readiness
 from mlapi.web.auth import requires_auth
 from mlapi.web.errors import APIError, register_protocol_errors
 from mlapi.web.metering import meter
+from mlapi.web.model_lifecycle import note_served, routed_version
 from mlapi.web.openapi import Blueprint
 from mlapi.web.request_context import add_access_log_fields
 from mlapi.web.runtime import cache_scope, engine, registry, uses_models
@@ -203,7 +204,7 @@ def infer(name: str, version: str | None = None) -> Response:
     """Run inference: a `BYTES` input `text` of 1 to 100 strings, batched with concurrent requests."""
     if request.mimetype not in BODY_TYPES:
         raise APIError(415, f"Expected application/json or binary tensor data, got {request.mimetype}.")
-    handler = registry().resolve(name, version or LATEST)
+    handler = registry().resolve(name, routed_version(name, version or LATEST))
     model_signature = _signature(handler)
     try:
         infer_request = codec.decode_request(
@@ -230,6 +231,7 @@ def infer(name: str, version: str | None = None) -> Response:
         outputs = {"embedding": ("FP32", [len(vectors), len(vectors[0])], vectors)}
         manifest, model_ms = embedded.manifest, embedded.model_ms
     add_access_log_fields(model=manifest.name, model_version=manifest.version)
+    note_served(manifest)
     body, header_length = codec.encode_response(
         manifest.name, manifest.version, infer_request, outputs, {"latency_ms": round(model_ms, 3)}
     )

@@ -1,0 +1,103 @@
+"""Model versions as requests meet them: ``latest`` routed by weight (sticky per account), and the
+Deprecation and Sunset headers of a response served by a deprecated version.
+
+Routes live in the database (mlapi.accounts.model_routes); each worker reads them all at most every
+``ROUTES_TTL_S`` seconds, so a change applies on every worker and instance within that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from datetime import time as clock_time
+
+from flask import Flask, Response, g
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from werkzeug.http import http_date
+
+from mlapi.accounts import model_routes
+from mlapi.accounts.tables import utcnow
+from mlapi.extensions import db
+from mlapi.serving.manifest import Manifest
+from mlapi.serving.routing import pick_version
+from mlapi.serving.store import LATEST
+from mlapi.web.runtime import registry
+from mlapi.web.state import app_state, state_of
+
+logger = logging.getLogger("mlapi.web.model_lifecycle")
+ROUTES_TTL_S = 2.0
+
+
+class RouteTable:
+    """Every model's routing weights, read from the database at most every ``ttl_s`` seconds."""
+
+    def __init__(
+        self,
+        open_session: Callable[[], Session],
+        ttl_s: float = ROUTES_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._open_session = open_session
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._routes: dict[str, dict[str, int]] = {}
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def weights(self, model: str) -> dict[str, int] | None:
+        with self._lock:
+            if self._clock() - self._read_at >= self._ttl_s:
+                self._read_at = self._clock()
+                try:
+                    with self._open_session() as session:
+                        self._routes = model_routes.all_routes(session)
+                except SQLAlchemyError as exc:  # keep serving the routes read last
+                    logger.warning("model routes not refreshed, the database failed: %s", exc)
+            return self._routes.get(model)
+
+    def forget(self) -> None:
+        """Read again on the next request (this worker changed a route)."""
+        with self._lock:
+            self._read_at = float("-inf")
+
+
+def routed_version(name: str, version: str) -> str:
+    """The version that serves this request: the one named, or for ``latest`` the account's share
+    of the model's routing (versions past their sunset never get one)."""
+    if version != LATEST:
+        return version
+    weights = app_state().routes.weights(name)
+    if not weights or name not in registry().store.manifests:
+        return LATEST
+    live = registry().store.live_versions(name, utcnow().date())
+    return pick_version(weights, g.account.id, name, live) or LATEST
+
+
+def note_served(manifest: Manifest) -> None:
+    """The response comes from this version: it says so if the version is deprecated."""
+    g.served_manifest = manifest
+
+
+def _deprecation_headers(response: Response) -> Response:
+    manifest = g.pop("served_manifest", None)
+    if manifest is None or not manifest.is_deprecated(utcnow().date()):
+        return response
+    # An API version's own deprecation headers (mlapi.web.versioning), if any, are kept.
+    response.headers.setdefault("Deprecation", f"@{int(_midnight(manifest.deprecated).timestamp())}")
+    if manifest.sunset is not None:
+        response.headers.setdefault("Sunset", http_date(_midnight(manifest.sunset)))
+    return response
+
+
+def _midnight(day) -> datetime:  # noqa: ANN001 (a date)
+    return datetime.combine(day, clock_time(0), tzinfo=UTC)
+
+
+def init_app(app: Flask) -> None:
+    engine = db.engine  # this app's (see mlapi.web.metering)
+    state_of(app).routes = RouteTable(lambda: Session(engine))
+    app.after_request(_deprecation_headers)
