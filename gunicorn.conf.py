@@ -3,6 +3,7 @@
 import gc
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -70,6 +71,20 @@ def on_starting(server) -> None:  # noqa: ANN001 (master, once, before any worke
         directory = Path(tempfile.mkdtemp(prefix="mlapi-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         server.mlapi_created_metrics_dir = directory
+
+
+def when_ready(server) -> None:  # noqa: ANN001 (master, once its workers are spawned)
+    # SIGHUP (`kill -HUP`, or POST /v1/admin/models/reload) reloads every worker's models in place
+    # (mlapi.web.model_reload), instead of Gunicorn's own restart of every worker.
+    def reload_models() -> None:
+        server.log.info("SIGHUP: every worker reloads its models")
+        for pid in list(server.WORKERS):
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:  # it exited meanwhile
+                pass
+
+    server.handle_hup = reload_models
 
 
 def on_exit(server) -> None:  # noqa: ANN001 (master, once, as it exits)

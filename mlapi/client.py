@@ -143,6 +143,13 @@ class Client:
     def me(self) -> dict[str, Any]:
         return self._call("GET", "/v1/users/me")
 
+    def reload_models(self) -> str:
+        """Admins: every worker of the instance reads the model store again; the reload's id."""
+        return self._call("POST", "/v1/admin/models/reload")["reload_id"]
+
+    def reload_status(self, reload_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/admin/models/reload/{reload_id}")
+
     def health(self) -> dict[str, Any]:
         return self._send("GET", "/health", authenticate=False)
 

@@ -21,6 +21,7 @@ from mlapi.web.model_lifecycle import RouteTable
 from mlapi.web.state import state_of
 from tests.clocks import FakeClock
 from tests.conftest import MODEL_DIR, make_test_app
+from tests.waiting import wait_until
 
 TODAY = utcnow().date()
 TEXT = {"text": "The support team fixed it in minutes."}
@@ -218,3 +219,47 @@ def test_every_worker_reads_a_new_routing_within_its_ttl(app, factory):
         assert table.weights("sentiment") is None  # read less than 2 s ago
         clock.now += 2.0
         assert table.weights("sentiment") == {"1.0": 1}
+
+
+def reload(client, admin) -> dict:
+    started = client.post("/v1/admin/models/reload", headers=admin)
+    assert started.status_code == 202
+    reload_id = started.get_json()["reload_id"]
+
+    def status():
+        return client.get(f"/v1/admin/models/reload/{reload_id}", headers=admin).get_json()
+
+    wait_until(lambda: status()["state"] != "pending", timeout_s=60, interval_s=0.05, what="the reload to end")
+    return status()
+
+
+def test_a_reload_adds_new_versions_drops_removed_ones_and_keeps_the_unchanged(app, client, factory, admin, store):
+    headers = factory.key_headers(factory.user(tier="enterprise"))
+    kept = state_of(app).engine.registry.handlers["sentiment:1.1"]
+    add_version(store, "sentiment", "1.1", "1.2", description="The next one.")
+    shutil.rmtree(store / "sentiment" / "1.0")
+    assert predict(client, headers, "1.2").status_code == 404
+
+    outcome = reload(client, admin)
+    assert outcome["state"] == "done" and outcome["error"] is None and len(outcome["workers"]) == 1
+    assert predict(client, headers, "1.2").get_json()["model_version"] == "1.2"
+    assert predict(client, headers).get_json()["model_version"] == "1.2"  # latest: the highest version
+    assert predict(client, headers, "1.0").status_code == 404
+    assert state_of(app).engine.registry.handlers["sentiment:1.1"] is kept
+    assert "1.2" in [v["version"] for v in client.get("/v1/models/sentiment", headers=headers).get_json()["versions"]]
+
+
+def test_a_broken_manifest_fails_the_reload_and_the_current_models_serve_on(app, client, factory, admin, store):
+    headers = factory.key_headers(factory.user(tier="enterprise"))
+    add_version(store, "sentiment", "1.1", "1.2")
+    (store / "sentiment" / "1.2" / "manifest.json").write_text("{not json")
+    outcome = reload(client, admin)
+    assert outcome["state"] == "failed" and "sentiment/1.2/manifest.json" in outcome["error"]
+    assert predict(client, headers).get_json()["model_version"] == "1.1"
+    assert predict(client, headers, "1.0").status_code == 200
+
+
+def test_reload_is_for_admins_and_unknown_reloads_are_404(client, factory, admin):
+    plain = factory.key_headers(factory.user("plain"))
+    assert client.post("/v1/admin/models/reload", headers=plain).status_code == 403
+    assert client.get("/v1/admin/models/reload/nope", headers=admin).status_code == 404

@@ -260,3 +260,28 @@ class ModelRoute(Base):
     model: Mapped[str] = mapped_column(String(64), primary_key=True)
     weights: Mapped[dict[str, int]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModelReload(Base):
+    """A request to read the model store again, for the workers of one instance (a Gunicorn master)."""
+
+    __tablename__ = "model_reloads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # hostname:master pid: the workers that signal reaches.
+    instance: Mapped[str] = mapped_column(String(128), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    workers: Mapped[int] = mapped_column()  # how many report back when it is done
+
+
+class ModelReloadResult(Base):
+    """How one worker's reload ended: ``done`` or ``failed`` (with the reason)."""
+
+    __tablename__ = "model_reload_results"
+
+    reload_id: Mapped[str] = mapped_column(ForeignKey("model_reloads.id", ondelete="CASCADE"), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)  # hostname:pid
+    state: Mapped[str] = mapped_column(String(8))
+    error: Mapped[str | None] = mapped_column(String(2000))
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

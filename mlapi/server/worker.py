@@ -19,6 +19,7 @@ worker respawned beside serving ones takes no connection until it can run the mo
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from multiprocessing.sharedctypes import RawArray
@@ -56,6 +57,8 @@ def least_other_load(slot: int, now: float) -> int | None:
 
 
 class BalancedThreadWorker(ThreadWorker):
+    """Also reloads its models on SIGHUP (which gunicorn.conf.py's master passes on to every worker)."""
+
     _connections = 0
     _configured_limit = 0
     _publishing = False
@@ -94,6 +97,16 @@ class BalancedThreadWorker(ThreadWorker):
         self._configured_limit = value
 
     # Called by gunicorn.conf.py's hooks; the last two from the thread that loaded the models.
+    def init_signals(self) -> None:
+        super().init_signals()  # which resets SIGHUP to its default: ending the process
+        signal.signal(signal.SIGHUP, self.handle_hup)
+
+    def handle_hup(self, _sig: int, _frame: object) -> None:
+        from mlapi.web.model_reload import reload_in_background
+
+        self.log.info("SIGHUP: reloading the models")
+        reload_in_background(self.wsgi)  # a thread: the requests keep being served meanwhile
+
     def hold_share_until_loaded(self) -> None:
         """The models are loading: take connections only while no other worker serves."""
         self._holding = True

@@ -72,16 +72,23 @@ class InferenceEngine:
         cache: PredictionCache | None = None,
         cache_prefix: str = "mlapi",
         observer: Observer | None = None,
+        *,
+        previous: InferenceEngine | None = None,
     ) -> None:
+        """``previous``: the engine this one replaces (a reload). Its announcements carry over, and
+        so do the batchers of the versions it loaded that ``registry`` still serves unchanged."""
         self.registry = registry
         self.settings = settings
         self.cache = cache
         self.cache_prefix = cache_prefix
         self.observer = observer or Observer()
         # Shared by every model's batcher: a request announces itself before it knows its model.
-        self.arrivals = Arrivals()
+        self.arrivals = previous.arrivals if previous else Arrivals()
         self.batchers: dict[str, Batcher] = {}
         for model_id, handler in registry.handlers.items():
+            if previous and previous.registry.handlers.get(model_id) is handler:
+                self.batchers[model_id] = previous.batchers[model_id]
+                continue
             run = handler.predict if "predict" in handler.capabilities else handler.embed
             batching = self.batching_for(handler.manifest)
             self.batchers[model_id] = Batcher(
@@ -159,3 +166,14 @@ class InferenceEngine:
         """Drain every queue, then stop the runners (on worker shutdown)."""
         for batcher in self.batchers.values():
             batcher.close(timeout_s)
+
+    def retired_by(self, successor: InferenceEngine) -> list[str]:
+        """The model versions this engine serves that ``successor`` does not (or serves anew)."""
+        return [
+            model_id for model_id, batcher in self.batchers.items() if successor.batchers.get(model_id) is not batcher
+        ]
+
+    def close_models(self, model_ids: list[str], timeout_s: float = 30.0) -> None:
+        """Drain and stop the runners of these versions (retired by a reload)."""
+        for model_id in model_ids:
+            self.batchers[model_id].close(timeout_s)

@@ -23,12 +23,22 @@ class ModelRegistry:
         self.device = device
         self.handlers: dict[str, Handler] = {}
 
-    def load(self) -> ModelRegistry:
-        """Load and warm up every model; a broken one stops start-up with a message naming its file."""
+    def load(self, previous: ModelRegistry | None = None) -> ModelRegistry:
+        """Load and warm up every model; a broken one stops start-up with a message naming its file.
+
+        ``previous`` (a reload): a version whose manifest is unchanged keeps its loaded handler.
+        """
         # The handlers bring torch (1.4 s to import): only a process that loads models pays for it.
         from mlapi.serving.handlers import handler_class
 
         for manifest in self.store.all():
+            loaded = previous.handlers.get(manifest.id) if previous else None
+            if loaded is not None and (loaded.manifest.path, loaded.manifest.fingerprint) == (
+                manifest.path,
+                manifest.fingerprint,
+            ):
+                self.handlers[manifest.id] = loaded
+                continue
             started = time.perf_counter()
             handler = handler_class(manifest)(manifest, self.device)
             try:

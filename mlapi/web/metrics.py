@@ -120,6 +120,14 @@ def record_model(manifest: Manifest, device: str, slot: int | None) -> None:
     MODEL_INFO.labels(manifest.name, manifest.version, device, "-" if slot is None else str(slot)).set(1)
 
 
+def forget_model(manifest: Manifest, device: str, slot: int | None) -> None:
+    """A reload dropped this version: it is no longer listed as loaded."""
+    try:
+        MODEL_INFO.remove(manifest.name, manifest.version, device, "-" if slot is None else str(slot))
+    except KeyError:  # never recorded in this process
+        pass
+
+
 def record_auth_failure(reason: str) -> None:
     AUTH_FAILURES.labels(reason).inc()
 

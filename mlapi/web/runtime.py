@@ -149,8 +149,8 @@ def init_app(app: Flask, settings: Settings, *, background: bool = False) -> Non
     instead of leaving connections unanswered. Otherwise a failure to load raises here.
     """
     loading = ModelLoading()
-    status: dict[str, Any] = {}
     state = state_of(app)
+    status = state.model_status
     state.model_loading = loading
     state.runtime_status = lambda: {**status, "models_state": loading.state}
     readiness.register_check(app, "models", lambda: _check_models(app, loading))
@@ -198,6 +198,51 @@ def _load_models(app: Flask, settings: Settings, status: dict[str, Any]) -> None
     # Last: requests see either no engine (503, loading) or a complete one.
     state_of(app).engine = serving
     logger.info("serving %s on %s (slot %s, %d torch threads)", loaded.loaded(), device, slot, threads)
+
+
+_RELOADING = threading.Lock()  # one reload at a time in a process
+
+
+def reload_models(app: Flask) -> list[str]:
+    """Read the store again and switch to it (see mlapi.web.model_reload); the versions now served.
+
+    Raises (and changes nothing) if the store or a new version cannot be loaded.
+    """
+    state = state_of(app)
+    settings = app.config["MLAPI_SETTINGS"]
+    with _RELOADING:
+        current = state.engine
+        if current is None:
+            raise models_unavailable()
+        old_registry = current.registry
+        store = ModelStore.open(settings.model_dir)
+        loaded = ModelRegistry(store, old_registry.device).load(previous=old_registry)
+        serving = InferenceEngine(
+            loaded,
+            current.settings,
+            current.cache,
+            cache_prefix=current.cache_prefix,
+            observer=current.observer,
+            previous=current,
+        )
+        retired = current.retired_by(serving)
+        state.engine = serving  # the switch: requests from now on see the new set
+        slot = worker_slot()
+        for model_id in retired:
+            handler = old_registry.handlers[model_id]
+            if model_id not in loaded.handlers or loaded.handlers[model_id] is not handler:
+                metrics.forget_model(handler.manifest, handler.device, slot)
+        for handler in loaded.handlers.values():
+            metrics.record_model(handler.manifest, handler.device, slot)
+        state.model_status["models_loaded"] = loaded.loaded()
+    # Requests that took the old set finish on it: its retired runners stop once the longest
+    # deadline has passed (then nothing holds their models, and the memory goes back).
+    if retired:
+        grace_s = max(current.batching_for(old_registry.handlers[i].manifest).timeout_s for i in retired) + 1
+        timer = threading.Timer(grace_s, current.close_models, args=(retired,))
+        timer.daemon = True
+        timer.start()
+    return loaded.loaded()
 
 
 def _withdraw_announcement(app: Flask) -> None:

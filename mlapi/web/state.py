@@ -41,6 +41,7 @@ class AppState:
     model_loading: ModelLoading | None = None
     engine: InferenceEngine | None = None
     runtime_status: Callable[[], dict[str, Any]] | None = None
+    model_status: dict[str, Any] = field(default_factory=dict)  # device, slot, models loaded
     # What /ready checks, by name; each raises when its dependency is unusable.
     ready_checks: dict[str, Callable[[], object]] = field(default_factory=dict)
     # URL prefixes whose errors put the message in "error" (the Open Inference Protocol).

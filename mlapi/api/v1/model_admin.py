@@ -1,15 +1,17 @@
-"""`/v1/admin/models`: how a model's `latest` is shared out among its versions (admins only)."""
+"""`/v1/admin/models`: reload the model store, and share a model's `latest` among its versions (admins only)."""
 
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import current_app
 
-from mlapi.accounts import model_routes
+from mlapi.accounts import model_reloads, model_routes
 from mlapi.accounts.tables import utcnow
 from mlapi.extensions import db
 from mlapi.serving.manifest import NAME_PATTERN
-from mlapi.web.auth import current_actor, requires_auth
+from mlapi.web.auth import current_account, current_actor, requires_auth
 from mlapi.web.errors import APIError
+from mlapi.web.model_reload import request_reload
 from mlapi.web.openapi import Blueprint
 from mlapi.web.runtime import registry
 from mlapi.web.state import app_state
@@ -18,7 +20,8 @@ blp = Blueprint(
     "model_admin",
     __name__,
     url_prefix="/v1/admin/models",
-    description="Route a model's `latest` among its versions by weight, sticky per account (admins only).",
+    description="Reload the model store without a restart; route a model's `latest` among its versions by "
+    "weight, sticky per account (admins only).",
 )
 
 MAX_VERSIONS = 32
@@ -111,3 +114,43 @@ def clear_routing(name: str) -> None:
     _known_model(name)
     model_routes.clear_route(db.session, name, actor=current_actor())
     app_state().routes.forget()
+
+
+class ReloadStartedSchema(ma.Schema):
+    reload_id = ma.fields.String(required=True)
+
+
+class ReloadSchema(ReloadStartedSchema):
+    state = ma.fields.String(required=True, metadata={"enum": ["pending", "done", "failed"]})
+    error = ma.fields.String(allow_none=True, metadata={"description": "Why a worker's reload failed."})
+    workers = ma.fields.Dict(
+        keys=ma.fields.String(), values=ma.fields.String(), metadata={"description": "host:pid → done or failed."}
+    )
+
+
+@blp.route("/reload", methods=["POST"])
+@requires_auth(blp, admin=True)
+@blp.response(202, ReloadStartedSchema)
+def reload_models() -> dict:
+    """Every worker of this instance reads the model store again: new versions load and warm up in
+    the background, edited manifests take effect, removed versions go; each worker then switches at
+    once, and requests already running finish on what they started with. A broken manifest or
+    weights that do not load leave the current models serving, and the reload `failed`.
+
+    One call reloads the instance that answers it (as `kill -HUP` to its Gunicorn master does);
+    call it once per instance. Follow it with `GET /v1/admin/models/reload/<reload_id>`."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined] (the app itself: a thread uses it)
+    return {"reload_id": request_reload(app, current_account().username)}
+
+
+@blp.route("/reload/<reload_id>", methods=["GET"])
+@requires_auth(blp, admin=True)
+@blp.response(200, ReloadSchema)
+@blp.alt_response(404, description="No such reload.")
+def reload_status(reload_id: str) -> dict:
+    """How a reload stands: `pending` until every worker of the instance is `done`, or `failed` (with
+    the first failure's reason) as soon as one failed."""
+    found = model_reloads.status(db.session, reload_id[:36])
+    if found is None:
+        raise APIError(404, f"no reload {reload_id[:36]!r}", error="not_found")
+    return {"reload_id": reload_id, "state": found.state, "error": found.error, "workers": found.workers}

@@ -1,0 +1,133 @@
+"""Reloading the model store of a real Gunicorn (2 workers) under a steady load: no request fails."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from types import SimpleNamespace
+
+import pytest
+import requests
+
+from mlapi.extensions import db
+from tests.conftest import MODEL_DIR, make_test_app
+from tests.factories import Factory
+from tests.gunicorn_server import GunicornServer
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def served(tmp_path):
+    store = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, store)
+    url = f"sqlite:///{tmp_path / 'mlapi.db'}"
+    factory = Factory(make_test_app(url, load_models=False))
+    key = factory.api_key(factory.user("tenant", tier="enterprise"))[1]
+    admin = factory.api_key(factory.user("root", admin=True), scopes=("admin",))[1]
+    db.dispose()
+    env = {"MLAPI_DATABASE_URL": url, "MLAPI_MODEL_DIR": str(store), "MLAPI_TIER_LIMITS": "enterprise=100000/minute"}
+    with GunicornServer(tmp_path / "gunicorn.log", env, workers=2, threads=4) as server:
+        yield SimpleNamespace(server=server, store=store, key=key, admin=admin)
+
+
+class SteadyLoad:
+    """Two clients predicting without pause until stopped; every status they got."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(2)]
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                response = session.post(
+                    f"{self.url}/v1/predict",
+                    json={"text": "Steady as she goes."},
+                    headers={"X-API-Key": self.key},
+                    timeout=30,
+                )
+                self.statuses.append(response.status_code)
+
+    def __enter__(self) -> SteadyLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def reload_and_wait(served) -> dict:
+    admin = {"X-API-Key": served.admin}
+    started = requests.post(f"{served.server.url}/v1/admin/models/reload", headers=admin, timeout=10)
+    assert started.status_code == 202
+    status_url = f"{served.server.url}/v1/admin/models/reload/{started.json()['reload_id']}"
+    wait_until(
+        lambda: requests.get(status_url, headers=admin, timeout=10).json()["state"] != "pending",
+        timeout_s=60,
+        interval_s=0.1,
+        what="both workers to end their reload",
+    )
+    return requests.get(status_url, headers=admin, timeout=10).json()
+
+
+def predict_on_every_worker(served, version: str) -> set[int]:
+    """The statuses of 12 requests naming ``version``, each on a new connection (both workers serve some)."""
+    return {
+        requests.post(
+            f"{served.server.url}/v1/predict",
+            json={"text": "Which one answers?", "model_version": version},
+            headers={"X-API-Key": served.key, "Connection": "close"},
+            timeout=30,
+        ).status_code
+        for _ in range(12)
+    }
+
+
+def add_version(store, version: str) -> None:
+    shutil.copytree(store / "sentiment" / "1.1", store / "sentiment" / version)
+
+
+def test_reload_under_load_serves_a_new_version_and_fails_no_request(served):
+    workers = served.server.worker_pids()
+    with SteadyLoad(served.server.url, served.key) as load:
+        wait_until(lambda: len(load.statuses) >= 10, timeout_s=30, what="the load to start")
+        add_version(served.store, "1.2")
+        outcome = reload_and_wait(served)
+        assert outcome["state"] == "done" and len(outcome["workers"]) == 2, outcome
+        assert predict_on_every_worker(served, "1.2") == {200}
+
+        # A broken manifest: the reload fails, and the models loaded before serve on.
+        add_version(served.store, "1.3")
+        (served.store / "sentiment" / "1.3" / "manifest.json").write_text(json.dumps({"task": "nonsense"}))
+        broken = reload_and_wait(served)
+        assert broken["state"] == "failed" and "sentiment/1.3/manifest.json" in broken["error"]
+        assert predict_on_every_worker(served, "1.2") == {200}
+        shutil.rmtree(served.store / "sentiment" / "1.3")
+
+        # SIGHUP to the master does the same, without an HTTP call: 1.2 goes.
+        shutil.rmtree(served.store / "sentiment" / "1.2")
+        served.server.process.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: predict_on_every_worker(served, "1.2") == {404}, timeout_s=60, interval_s=0.2, what="1.2 to go"
+        )
+
+        # The CLI asks the same and waits for it.
+        command = [sys.executable, "-m", "mlapi.cli.main", "models", "reload", "--url", served.server.url]
+        env = {**served.server.env, "MLAPI_API_KEY": served.admin}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["state"] == "done"
+        served_count = len(load.statuses)
+    assert served_count > 20 and set(load.statuses) == {200}, sorted(set(load.statuses))
+    assert served.server.worker_pids() == workers, "the workers reloaded in place: none was restarted"
