@@ -263,3 +263,22 @@ def test_reload_is_for_admins_and_unknown_reloads_are_404(client, factory, admin
     plain = factory.key_headers(factory.user("plain"))
     assert client.post("/v1/admin/models/reload", headers=plain).status_code == 403
     assert client.get("/v1/admin/models/reload/nope", headers=admin).status_code == 404
+
+
+def test_a_reload_drops_the_networks_no_model_uses_any_more(app, admin, client, store):
+    """sentiment 1.1 is the only int8 version: once it is retired, its network leaves the process's cache."""
+    from mlapi.serving import encoder as encoders
+    from mlapi.web import runtime
+
+    old = state_of(app).engine
+    int8 = old.registry.handlers["sentiment:1.1"].encoder
+    shutil.rmtree(store / "sentiment" / "1.1")
+    assert reload(client, admin)["state"] == "done"
+    serving = state_of(app).engine
+    assert old.retired_by(serving) == ["sentiment:1.1"]
+    try:
+        runtime._retire(old, ["sentiment:1.1"], serving.registry)  # what the reload's timer runs
+        assert not old.batchers["sentiment:1.1"].alive
+        assert all(encoder is not int8 for encoder in encoders._loaded.values())
+    finally:  # other tests' apps still use it: no need to load it again
+        encoders._loaded[(int8.weights, str(int8.device), int8.quantization)] = int8

@@ -1,16 +1,16 @@
 """Sentence encoding with a Hugging Face transformer: mean pooling over the attention mask, L2 norm.
 
 Encoders are cached per process by (weights, quantization, device), so that models sharing
-the same network (``sentiment`` 1.0 and ``minilm`` 1.0) share one loaded copy per worker.
+the same network (``sentiment`` 1.0 and ``minilm`` 1.0) share one loaded copy per worker; a reload
+drops those no model uses any more (``forget_encoders_except``).
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import torch
@@ -92,6 +92,25 @@ def _quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-@cache
+_loaded: dict[tuple[Path, str, str | None], SentenceEncoder] = {}
+_loading = threading.Lock()
+
+
 def load_encoder(weights: Path, device: str, quantization: str | None = None) -> SentenceEncoder:
-    return SentenceEncoder(weights, device, quantization)
+    """The process's encoder for these weights, quantization and device, loaded on first use."""
+    key = (weights, device, quantization)
+    with _loading:
+        if key not in _loaded:
+            _loaded[key] = SentenceEncoder(weights, device, quantization)
+        return _loaded[key]
+
+
+def forget_encoders_except(kept: Iterable[SentenceEncoder]) -> int:
+    """Drop the encoders no loaded model uses any more (a reload retired them): their memory goes
+    back once nothing else holds them. Returns how many were dropped."""
+    keep = {id(encoder) for encoder in kept}
+    with _loading:
+        gone = [key for key, encoder in _loaded.items() if id(encoder) not in keep]
+        for key in gone:
+            del _loaded[key]
+    return len(gone)

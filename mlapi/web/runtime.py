@@ -239,10 +239,20 @@ def reload_models(app: Flask) -> list[str]:
     # deadline has passed (then nothing holds their models, and the memory goes back).
     if retired:
         grace_s = max(current.batching_for(old_registry.handlers[i].manifest).timeout_s for i in retired) + 1
-        timer = threading.Timer(grace_s, current.close_models, args=(retired,))
+        timer = threading.Timer(grace_s, _retire, args=(current, retired, loaded))
         timer.daemon = True
         timer.start()
     return loaded.loaded()
+
+
+def _retire(previous: InferenceEngine, model_ids: list[str], serving: ModelRegistry) -> None:
+    """Stop the runners of versions a reload retired, and drop the networks only they used."""
+    from mlapi.serving.encoder import forget_encoders_except
+
+    previous.close_models(model_ids)
+    in_use = [handler.encoder for handler in serving.handlers.values() if hasattr(handler, "encoder")]
+    dropped = forget_encoders_except(in_use)
+    logger.info("retired %s; %d network(s) no model uses were dropped", ", ".join(model_ids), dropped)
 
 
 def _withdraw_announcement(app: Flask) -> None:
