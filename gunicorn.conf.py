@@ -73,7 +73,7 @@ def on_starting(server) -> None:  # noqa: ANN001 (master, once, before any worke
         server.mlapi_created_metrics_dir = directory
 
 
-def when_ready(server) -> None:  # noqa: ANN001 (master, once its workers are spawned)
+def when_ready(server) -> None:  # noqa: ANN001 (master, once it listens, as it spawns its workers)
     # SIGHUP (`kill -HUP`, or POST /v1/admin/models/reload) reloads every worker's models in place
     # (mlapi.web.model_reload), instead of Gunicorn's own restart of every worker.
     def reload_models() -> None:
@@ -122,6 +122,8 @@ def post_fork(server, worker) -> None:  # noqa: ANN001 (in the worker, before th
 def post_worker_init(worker) -> None:  # noqa: ANN001 (in the worker: the app is built, its models loading)
     from mlapi.web.runtime import READY, model_loading
 
+    if hasattr(worker, "reload_if_asked"):  # mlapi.server.worker: a SIGHUP while the app was being built
+        worker.reload_if_asked()
     loading = model_loading(worker.wsgi)
     if loading is None:
         return

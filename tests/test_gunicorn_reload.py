@@ -31,7 +31,11 @@ def served(tmp_path):
     key = factory.api_key(factory.user("tenant", tier="enterprise"))[1]
     admin = factory.api_key(factory.user("root", admin=True), scopes=("admin",))[1]
     db.dispose()
-    env = {"MLAPI_DATABASE_URL": url, "MLAPI_MODEL_DIR": str(store), "MLAPI_TIER_LIMITS": "enterprise=100000/minute"}
+    env = {
+        "MLAPI_DATABASE_URL": url,
+        "MLAPI_MODEL_DIR": str(store),
+        "MLAPI_TIER_LIMITS": "free=100000/minute;enterprise=100000/minute",
+    }
     with GunicornServer(tmp_path / "gunicorn.log", env, workers=2, threads=4) as server:
         yield SimpleNamespace(server=server, store=store, key=key, admin=admin)
 
@@ -131,3 +135,28 @@ def test_reload_under_load_serves_a_new_version_and_fails_no_request(served):
         served_count = len(load.statuses)
     assert served_count > 20 and set(load.statuses) == {200}, sorted(set(load.statuses))
     assert served.server.worker_pids() == workers, "the workers reloaded in place: none was restarted"
+
+
+def test_a_sighup_while_the_workers_boot_is_a_reload_not_a_crash(tmp_path):
+    """Before a worker has built its app, a SIGHUP is kept until it has (and its models load first)."""
+    url = f"sqlite:///{tmp_path / 'mlapi.db'}"
+    make_test_app(url, load_models=False)
+    db.dispose()
+    server = GunicornServer(tmp_path / "boot.log", {"MLAPI_DATABASE_URL": url}, workers=2, threads=2)
+    outcome: dict = {}
+    starting = threading.Thread(target=lambda: outcome.update(server=server.start()), daemon=True)
+    starting.start()
+    try:
+        wait_until(
+            lambda: server.log_path.exists() and "Booting worker" in server.log_path.read_text(errors="replace"),
+            timeout_s=60,
+            interval_s=0.01,
+            what="a worker to boot",
+        )
+        server.process.send_signal(signal.SIGHUP)
+        starting.join(timeout=180)
+        assert outcome.get("server") is server, server.log()
+        wait_until(lambda: server.log_path.read_text().count('"models reloaded') >= 1, timeout_s=60, what="the reload")
+        assert server.process.poll() is None and requests.get(f"{server.url}/ready", timeout=10).status_code == 200
+    finally:
+        server.stop()

@@ -3,14 +3,18 @@ per account: over the app, on a model store of the test's own (real weights)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import shutil
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from mlapi.accounts.tables import utcnow
 from mlapi.extensions import db
@@ -21,6 +25,7 @@ from mlapi.web.model_lifecycle import RouteTable
 from mlapi.web.state import state_of
 from tests.clocks import FakeClock
 from tests.conftest import MODEL_DIR, make_test_app
+from tests.factories import Factory
 from tests.waiting import wait_until
 
 TODAY = utcnow().date()
@@ -265,20 +270,66 @@ def test_reload_is_for_admins_and_unknown_reloads_are_404(client, factory, admin
     assert client.get("/v1/admin/models/reload/nope", headers=admin).status_code == 404
 
 
-def test_a_reload_drops_the_networks_no_model_uses_any_more(app, admin, client, store):
-    """sentiment 1.1 is the only int8 version: once it is retired, its network leaves the process's cache."""
+def test_a_reload_frees_a_retired_version_and_the_network_only_it_used(tmp_path, store, monkeypatch):
+    """sentiment 1.1 is the only int8 version: once retired (after the deadline), its runner stops,
+    its network leaves the process's cache, and nothing holds its handler any more."""
     from mlapi.serving import encoder as encoders
     from mlapi.web import runtime
 
-    old = state_of(app).engine
-    int8 = old.registry.handlers["sentiment:1.1"].encoder
-    shutil.rmtree(store / "sentiment" / "1.1")
-    assert reload(client, admin)["state"] == "done"
-    serving = state_of(app).engine
-    assert old.retired_by(serving) == ["sentiment:1.1"]
+    monkeypatch.setattr(runtime, "RETIRE_MARGIN_S", 0.1)
+    app = make_test_app(f"sqlite:///{tmp_path / 'r.db'}", MLAPI_MODEL_DIR=str(store), MLAPI_INFERENCE_TIMEOUT_S="0.2")
     try:
-        runtime._retire(old, ["sentiment:1.1"], serving.registry)  # what the reload's timer runs
-        assert not old.batchers["sentiment:1.1"].alive
+        factory, client = Factory(app), app.test_client()
+        admin = factory.token_headers(factory.user("root", admin=True))
+        handler = state_of(app).engine.registry.handlers["sentiment:1.1"]
+        runner, int8 = weakref.ref(state_of(app).engine.batchers["sentiment:1.1"]), handler.encoder
+        retired = weakref.ref(handler)
+        del handler
+        shutil.rmtree(store / "sentiment" / "1.1")
+        assert reload(client, admin)["state"] == "done"
+        wait_until(
+            lambda: gc.collect() >= 0 and retired() is None and runner() is None,
+            timeout_s=10,
+            what="the retired model and its runner to be freed",
+        )
         assert all(encoder is not int8 for encoder in encoders._loaded.values())
     finally:  # other tests' apps still use it: no need to load it again
         encoders._loaded[(int8.weights, str(int8.device), int8.quantization)] = int8
+        db.dispose()
+
+
+def test_a_routing_read_never_waits_for_a_slow_database():
+    """One request reads the routes again; the others go on with what was read last."""
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowSession:
+        def __enter__(self):
+            entered.set()
+            release.wait(timeout=30)
+            raise OperationalError("SELECT", {}, TimeoutError("the database is slow"))
+
+        def __exit__(self, *exc_info):
+            return False
+
+    table = RouteTable(SlowSession, ttl_s=2.0, clock=FakeClock())
+    reader = threading.Thread(target=table.weights, args=("sentiment",))
+    reader.start()
+    assert entered.wait(timeout=10)
+    assert table.weights("sentiment") is None  # at once, from the table as it was
+    release.set()
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+
+
+def test_a_reload_a_worker_never_reports_on_fails_after_the_deadline(app):
+    from mlapi.accounts import model_reloads
+    from mlapi.accounts.tables import ModelReload
+
+    with app.app_context():
+        reload_id = model_reloads.start(db.session, "host:1", "root", workers=2)
+        model_reloads.record(db.session, reload_id, "host:2", model_reloads.DONE)
+        assert model_reloads.status(db.session, reload_id).state == "pending"
+        db.session.get(ModelReload, reload_id).requested_at = utcnow() - model_reloads.DEADLINE - timedelta(seconds=1)
+        db.session.commit()
+        late = model_reloads.status(db.session, reload_id)
+        assert late.state == "failed" and "1 of 2 workers did not report" in late.error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlapi.accounts import audit
@@ -20,6 +21,14 @@ def get_route(session: Session, model: str) -> ModelRoute | None:
 
 def set_route(session: Session, model: str, weights: dict[str, int], *, actor: Actor) -> ModelRoute:
     """Store ``weights`` (already checked against the models served) for ``model``; audited."""
+    try:
+        return _set_route(session, model, weights, actor)
+    except IntegrityError:  # another admin's first routing of this model committed in between
+        session.rollback()
+        return _set_route(session, model, weights, actor)
+
+
+def _set_route(session: Session, model: str, weights: dict[str, int], actor: Actor) -> ModelRoute:
     route = session.get(ModelRoute, model)
     previous = dict(route.weights) if route else None
     if route is None:

@@ -16,6 +16,7 @@ from mlapi.serving.store import ModelStore
 
 group = AppGroup("models", help="Inspect the model store; reload a running server's models.")
 RELOAD_POLL_S = 0.5
+MAX_RELOAD_POLL_S = 8.0
 
 
 def open_checked_store() -> ModelStore:
@@ -54,8 +55,10 @@ def reload(url: str, api_key: str | None, timeout: float) -> None:
         reload_id = client.reload_models()
         deadline = time.monotonic() + timeout
         status = client.reload_status(reload_id)
+        pause = RELOAD_POLL_S
         while status["state"] == "pending" and time.monotonic() < deadline:
-            time.sleep(RELOAD_POLL_S)
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_RELOAD_POLL_S)  # few calls against the admin's own rate limit
             status = client.reload_status(reload_id)
     except MlapiError as exc:
         raise click.ClickException(json.dumps(exc.body)) from None

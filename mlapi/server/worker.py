@@ -46,6 +46,15 @@ def forget_slot(slot: int | None) -> None:
         connections_by_slot[slot] = ABSENT
 
 
+def serving_workers(now: float) -> int:
+    """Workers of this instance that serve: their models loaded, their event loop running."""
+    return sum(
+        1
+        for slot, count in enumerate(connections_by_slot)
+        if count != ABSENT and now - heartbeat_by_slot[slot] < STALE_S
+    )
+
+
 def least_other_load(slot: int, now: float) -> int | None:
     """Connections held by the least-loaded live worker other than ``slot`` (None: no such worker)."""
     counts = [
@@ -102,10 +111,23 @@ class BalancedThreadWorker(ThreadWorker):
         signal.signal(signal.SIGHUP, self.handle_hup)
 
     def handle_hup(self, _sig: int, _frame: object) -> None:
-        from mlapi.web.model_reload import reload_in_background
+        app = getattr(self, "wsgi", None)
+        if app is None:  # still booting: the app is not built yet, post_worker_init reloads
+            self._reload_asked = True
+            return
+        self.reload_models(app)
+
+    def reload_if_asked(self) -> None:
+        """After boot (gunicorn.conf.py's post_worker_init): a SIGHUP that came during it."""
+        if getattr(self, "_reload_asked", False):
+            self._reload_asked = False
+            self.reload_models(self.wsgi)
+
+    def reload_models(self, app: object) -> None:
+        from mlapi.web.model_reload import reload_in_background  # imported with the app by now
 
         self.log.info("SIGHUP: reloading the models")
-        reload_in_background(self.wsgi)  # a thread: the requests keep being served meanwhile
+        reload_in_background(app)  # a thread, which waits for a first load under way
 
     def hold_share_until_loaded(self) -> None:
         """The models are loading: take connections only while no other worker serves."""

@@ -84,6 +84,10 @@ class Arrivals:
     def listen(self, wake: Callable[[], None]) -> None:
         self._listeners.append(wake)
 
+    def unlisten(self, wake: Callable[[], None]) -> None:
+        """A closed runner stops listening (and its model can be freed)."""
+        self._listeners = [listener for listener in self._listeners if listener != wake]
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -172,6 +176,8 @@ class Batcher:
             self._closing = True
             self._lock.notify_all()
         self._thread.join(timeout_s)
+        if self.arrivals is not None:
+            self.arrivals.unlisten(self._wake)
 
     def _wake(self) -> None:
         with self._lock:

@@ -97,8 +97,9 @@ class InferenceEngine:
                 max_batch_size=batching.max_batch_size,
                 max_delay_s=batching.max_delay_s,
                 max_queue=batching.max_queue,
-                on_batch=lambda result, manifest=handler.manifest: self.observer.batch(manifest, result),
-                on_depth=lambda depth, manifest=handler.manifest: self.observer.depth(manifest, depth),
+                # The observer, not the engine: a runner a reload keeps must not keep its first engine alive.
+                on_batch=lambda result, manifest=handler.manifest, seen=self.observer: seen.batch(manifest, result),
+                on_depth=lambda depth, manifest=handler.manifest, seen=self.observer: seen.depth(manifest, depth),
                 arrivals=self.arrivals,
             )
 

@@ -122,10 +122,11 @@ def record_model(manifest: Manifest, device: str, slot: int | None) -> None:
 
 def forget_model(manifest: Manifest, device: str, slot: int | None) -> None:
     """A reload dropped this version: it is no longer listed as loaded."""
-    try:
-        MODEL_INFO.remove(manifest.name, manifest.version, device, "-" if slot is None else str(slot))
-    except KeyError:  # never recorded in this process
-        pass
+    labels = (manifest.name, manifest.version, device, "-" if slot is None else str(slot))
+    # In Gunicorn's multiprocess mode removing a series does nothing: 0 is what the sum then shows.
+    MODEL_INFO.labels(*labels).set(0)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MODEL_INFO.remove(*labels)
 
 
 def record_auth_failure(reason: str) -> None:

@@ -46,18 +46,27 @@ class RouteTable:
         self._clock = clock
         self._routes: dict[str, dict[str, int]] = {}
         self._read_at = float("-inf")
+        self._refreshing = False
         self._lock = threading.Lock()
 
     def weights(self, model: str) -> dict[str, int] | None:
+        """The model's weights as last read; a stale table is read again by one request, while the
+        others go on with what was read last (a slow database never holds them up)."""
         with self._lock:
-            if self._clock() - self._read_at >= self._ttl_s:
-                self._read_at = self._clock()
-                try:
-                    with self._open_session() as session:
-                        self._routes = model_routes.all_routes(session)
-                except SQLAlchemyError as exc:  # keep serving the routes read last
-                    logger.warning("model routes not refreshed, the database failed: %s", exc)
-            return self._routes.get(model)
+            refresh = not self._refreshing and self._clock() - self._read_at >= self._ttl_s
+            self._refreshing = self._refreshing or refresh
+        if refresh:
+            try:
+                with self._open_session() as session:
+                    routes = model_routes.all_routes(session)
+            except SQLAlchemyError as exc:  # keep serving the routes read last; try again after the TTL
+                logger.warning("model routes not refreshed, the database failed: %s", exc)
+                routes = None
+            with self._lock:
+                if routes is not None:
+                    self._routes = routes
+                self._read_at, self._refreshing = self._clock(), False
+        return self._routes.get(model)
 
     def forget(self) -> None:
         """Read again on the next request (this worker changed a route)."""
@@ -84,10 +93,12 @@ def note_served(manifest: Manifest) -> None:
 
 def _deprecation_headers(response: Response) -> Response:
     manifest = g.pop("served_manifest", None)
-    if manifest is None or not manifest.is_deprecated(utcnow().date()):
+    if manifest is None:
         return response
-    # An API version's own deprecation headers (mlapi.web.versioning), if any, are kept.
-    response.headers.setdefault("Deprecation", f"@{int(_midnight(manifest.deprecated).timestamp())}")
+    # An API version's own deprecation headers (mlapi.web.versioning), if any, are kept. A sunset
+    # is announced from the day it is set, deprecation or not (RFC 8594).
+    if manifest.is_deprecated(utcnow().date()):
+        response.headers.setdefault("Deprecation", f"@{int(_midnight(manifest.deprecated).timestamp())}")
     if manifest.sunset is not None:
         response.headers.setdefault("Sunset", http_date(_midnight(manifest.sunset)))
     return response

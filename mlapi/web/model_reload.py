@@ -24,16 +24,21 @@ import os
 import signal
 import socket
 import threading
+import time
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mlapi.accounts import model_reloads
+from mlapi.accounts.tables import utcnow
 from mlapi.extensions import db
 from mlapi.serving.devices import worker_slot
 from mlapi.web import runtime
 
 logger = logging.getLogger("mlapi.web.model_reload")
+# Imported as the app is built, in each worker: older reloads were never this worker's to answer.
+_STARTED = utcnow()
 
 
 def _under_gunicorn() -> bool:
@@ -49,10 +54,18 @@ def _instance() -> str:
     return f"{socket.gethostname()}:{os.getppid() if _under_gunicorn() else os.getpid()}"
 
 
+def _workers() -> int:
+    """How many workers will report: those of this instance that serve (the balancing's record)."""
+    if not _under_gunicorn():
+        return 1
+    from mlapi.server.worker import serving_workers
+
+    return max(1, serving_workers(time.monotonic()))
+
+
 def request_reload(app: Flask, requested_by: str) -> str:
     """Record a reload of this instance and set it off; its id."""
-    settings = app.config["MLAPI_SETTINGS"]
-    workers = settings.workers if _under_gunicorn() else 1
+    workers = _workers()
     reload_id = model_reloads.start(db.session, _instance(), requested_by, workers)
     if _under_gunicorn():
         os.kill(os.getppid(), signal.SIGHUP)  # the master passes it on to every worker
@@ -70,16 +83,24 @@ def reload_in_background(app: Flask) -> threading.Thread:
 
 def _reload(app: Flask) -> None:
     engine = db.engine
-    with Session(engine) as session:
-        reload_id = model_reloads.pending_for(session, _instance(), _worker())
+    try:  # every reload asked of this instance since this worker started: one reload answers them all
+        with Session(engine) as session:
+            reload_ids = model_reloads.pending_for(session, _instance(), _worker(), since=_STARTED)
+    except SQLAlchemyError as exc:  # the database is down: reload all the same, record nothing
+        logger.warning("model reload: the database cannot say which reload this is: %s", exc)
+        reload_ids = []
+    named = ", ".join(reload_ids) or "signal"
     try:
         served = runtime.reload_models(app)
     except Exception as exc:  # a broken manifest, weights that do not load: the current set serves on
-        logger.exception("model reload %s failed; the models loaded before keep serving", reload_id or "(signal)")
+        logger.exception("model reload (%s) failed; the models loaded before keep serving", named)
         outcome, error = model_reloads.FAILED, str(exc)
     else:
-        logger.info("models reloaded (%s): serving %s", reload_id or "signal", served)
+        logger.info("models reloaded (%s): serving %s", named, served)
         outcome, error = model_reloads.DONE, None
-    if reload_id is not None:
+    try:
         with Session(engine) as session:
-            model_reloads.record(session, reload_id, _worker(), outcome, error)
+            for reload_id in reload_ids:
+                model_reloads.record(session, reload_id, _worker(), outcome, error)
+    except SQLAlchemyError as exc:
+        logger.warning("model reload (%s): its outcome could not be recorded: %s", named, exc)

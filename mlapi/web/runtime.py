@@ -206,14 +206,19 @@ _RELOADING = threading.Lock()  # one reload at a time in a process
 def reload_models(app: Flask) -> list[str]:
     """Read the store again and switch to it (see mlapi.web.model_reload); the versions now served.
 
-    Raises (and changes nothing) if the store or a new version cannot be loaded.
+    A worker still loading its models finishes that first (a load that began after the request
+    already reads the new store, but reloading once more is harmless). Raises, and changes
+    nothing, if the store or a new version cannot be loaded.
     """
     state = state_of(app)
     settings = app.config["MLAPI_SETTINGS"]
+    loading = state.model_loading
+    if loading is not None:
+        loading.wait()
     with _RELOADING:
         current = state.engine
         if current is None:
-            raise models_unavailable()
+            raise RuntimeError(f"this worker's models failed to load: {loading.error if loading else 'not loaded'}")
         old_registry = current.registry
         store = ModelStore.open(settings.model_dir)
         loaded = ModelRegistry(store, old_registry.device).load(previous=old_registry)
@@ -235,23 +240,44 @@ def reload_models(app: Flask) -> list[str]:
         for handler in loaded.handlers.values():
             metrics.record_model(handler.manifest, handler.device, slot)
         state.model_status["models_loaded"] = loaded.loaded()
-    # Requests that took the old set finish on it: its retired runners stop once the longest
-    # deadline has passed (then nothing holds their models, and the memory goes back).
+    # Requests that took the old set finish on it: its retired runners stop once they are past
+    # any deadline such a request can have (then nothing holds their models).
     if retired:
-        grace_s = max(current.batching_for(old_registry.handlers[i].manifest).timeout_s for i in retired) + 1
-        timer = threading.Timer(grace_s, _retire, args=(current, retired, loaded))
+        deadlines = [current.batching_for(old_registry.handlers[i].manifest).timeout_s for i in retired]
+        grace_s = max([current.settings.timeout_s, *deadlines]) + RETIRE_MARGIN_S
+        # In a list that _retire empties: the timer must not keep the old engine alive after it.
+        timer = threading.Timer(grace_s, _retire, args=(app, [current], retired))
         timer.daemon = True
         timer.start()
     return loaded.loaded()
 
 
-def _retire(previous: InferenceEngine, model_ids: list[str], serving: ModelRegistry) -> None:
-    """Stop the runners of versions a reload retired, and drop the networks only they used."""
+RETIRE_MARGIN_S = 5.0
+
+
+def _retire(app: Flask, retiring: list[InferenceEngine], model_ids: list[str]) -> None:
+    """Stop the runners of versions a reload retired, drop the networks no model uses any more,
+    and collect what they held (the memory goes back)."""
+    import gc
+
     from mlapi.serving.encoder import forget_encoders_except
 
+    if not retiring:
+        return
+    previous = retiring.pop()
     previous.close_models(model_ids)
-    in_use = [handler.encoder for handler in serving.handlers.values() if hasattr(handler, "encoder")]
-    dropped = forget_encoders_except(in_use)
+    with _RELOADING:  # what serves now, not what served when this reload ran
+        serving = state_of(app).engine
+        in_use = [h.encoder for h in serving.registry.handlers.values() if hasattr(h, "encoder")] if serving else []
+        dropped = forget_encoders_except(in_use)
+    del previous
+    # gunicorn.conf.py froze what the first load made (no collection walks it); what a reload
+    # retired may sit there. One full collection, then everything alive is frozen again.
+    frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    gc.collect()
+    if frozen:
+        gc.freeze()
     logger.info("retired %s; %d network(s) no model uses were dropped", ", ".join(model_ids), dropped)
 
 

@@ -243,9 +243,8 @@ def predict(args: dict) -> dict:
 
     Costs one, plus one per label of your own that your account has not used on the serving worker
     before (embedding its descriptions is work too)."""
-    outcome = engine().predict(
-        *_model(args, DEFAULT_PREDICT_MODEL), [PredictInput(args["text"], **_options(args))], cache_scope=cache_scope()
-    )
+    name, version = _model(args, DEFAULT_PREDICT_MODEL)
+    outcome = engine().predict(name, version, [PredictInput(args["text"], **_options(args))], cache_scope=cache_scope())
     meter("predict", outcome)
     _paid_for_labels(args)
     (prediction,) = outcome.predictions
@@ -272,7 +271,8 @@ def predict_batch(args: dict) -> dict:
     plus one per label of your own that your account has not used on the serving worker before."""
     options = _options(args)
     items = [PredictInput(text, **options) for text in args["inputs"]]
-    outcome = engine().predict(*_model(args, DEFAULT_PREDICT_MODEL), items, cache_scope=cache_scope())
+    name, version = _model(args, DEFAULT_PREDICT_MODEL)
+    outcome = engine().predict(name, version, items, cache_scope=cache_scope())
     meter("batch", outcome)
     _paid_for_labels(args)
     return {

@@ -25,6 +25,7 @@ blp = Blueprint(
 )
 
 MAX_VERSIONS = 32
+RELOAD_ID_LENGTH = 36  # a UUID
 MAX_WEIGHT = 1_000_000
 
 
@@ -110,8 +111,10 @@ def set_routing(body: dict, name: str) -> dict:
 @blp.response(204)
 @blp.alt_response(404, description="No such model.")
 def clear_routing(name: str) -> None:
-    """Back to plain `latest` (the store's latest version)."""
-    _known_model(name)
+    """Back to plain `latest` (the store's latest version). A model gone from the store may still
+    have its routing cleared."""
+    if model_routes.get_route(db.session, name[:64]) is None:
+        _known_model(name)
     model_routes.clear_route(db.session, name, actor=current_actor())
     app_state().routes.forget()
 
@@ -150,7 +153,7 @@ def reload_models() -> dict:
 def reload_status(reload_id: str) -> dict:
     """How a reload stands: `pending` until every worker of the instance is `done`, or `failed` (with
     the first failure's reason) as soon as one failed."""
-    found = model_reloads.status(db.session, reload_id[:36])
+    found = model_reloads.status(db.session, reload_id) if len(reload_id) <= RELOAD_ID_LENGTH else None
     if found is None:
-        raise APIError(404, f"no reload {reload_id[:36]!r}", error="not_found")
+        raise APIError(404, f"no reload {reload_id[:RELOAD_ID_LENGTH]!r}", error="not_found")
     return {"reload_id": reload_id, "state": found.state, "error": found.error, "workers": found.workers}

@@ -162,8 +162,9 @@ def model_metadata(name: str, version: str | None = None) -> dict:
 @blp.alt_response(503, description="The model is loaded but its runner has stopped.")
 def model_ready(name: str, version: str | None = None) -> dict:
     """Whether the model (version) is loaded and its runner is serving."""
-    manifest = registry().resolve(name, version or LATEST).manifest
-    if not engine().batchers[manifest.id].alive:
+    serving = engine()  # once: a reload may switch it meanwhile
+    manifest = serving.registry.resolve(name, version or LATEST).manifest
+    if not serving.batchers[manifest.id].alive:
         raise APIError(503, f"model {manifest.id} is loaded but not serving", error="model_not_ready")
     return {"name": name, "version": manifest.version, "ready": True}
 
