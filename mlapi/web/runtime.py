@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import threading
@@ -278,7 +279,16 @@ def _retire(app: Flask, retiring: list[InferenceEngine], model_ids: list[str]) -
     gc.collect()
     if frozen:
         gc.freeze()
+    _return_freed_memory()
     logger.info("retired %s; %d network(s) no model uses were dropped", ", ".join(model_ids), dropped)
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap that the retired model freed back to the system (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps it for later use
+        pass
 
 
 def _withdraw_announcement(app: Flask) -> None:
