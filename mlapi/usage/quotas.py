@@ -31,7 +31,7 @@ from mlapi.usage.periods import month_label, month_start, reset_at
 
 logger = logging.getLogger("mlapi.usage")
 
-# KEYS[1]: the month's counter. ARGV: items, limit (-1: none). Returns {outcome, used}:
+# KEYS[1]: the month's counter. ARGV: items, limit. Returns {outcome, used}:
 # -1 (no counter yet: seed it and ask again), 0 (refused; nothing added) or 1 (added).
 _RESERVE = """
 local used = redis.call('GET', KEYS[1])
@@ -39,7 +39,7 @@ if not used then return {-1, 0} end
 used = tonumber(used)
 local items = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
-if limit >= 0 and used + items > limit then return {0, used} end
+if used + items > limit then return {0, used} end
 return {1, redis.call('INCRBY', KEYS[1], items)}
 """
 # Give back a reservation, unless the counter has gone meanwhile (then there is nothing to correct).

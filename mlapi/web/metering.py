@@ -58,8 +58,8 @@ def reserve_monthly_items(items: int) -> None:
     wait_s = max(1, math.ceil(state.resets_at.timestamp() - time.time()))
     raise APIError(
         429,
-        f"The monthly quota of {state.limit} items is spent ({state.remaining} left; this request needs "
-        f"{items}). It starts again at {state.resets_at.isoformat()}.",
+        f"This request needs {items} items and {state.remaining} of the monthly quota of {state.limit} are "
+        f"left; it starts again at {state.resets_at.isoformat()}.",
         error="monthly_quota_exceeded",
         headers={"Retry-After": str(wait_s), **quota_headers(state)},
     )
