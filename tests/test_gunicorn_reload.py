@@ -1,13 +1,16 @@
-"""Reloading the model store of a real Gunicorn (2 workers) under a steady load: no request fails."""
+"""Model lifecycle on a real Gunicorn (2 workers): reloading the store under a steady load (no request
+fails), weighted routing sticky per account, a per-version batch size, a sunset version."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -30,6 +33,7 @@ def served(tmp_path):
     factory = Factory(make_test_app(url, load_models=False))
     key = factory.api_key(factory.user("tenant", tier="enterprise"))[1]
     admin = factory.api_key(factory.user("root", admin=True), scopes=("admin",))[1]
+    tenants = [factory.api_key(factory.user(f"tenant{i}", tier="enterprise"))[1] for i in range(20)]
     db.dispose()
     env = {
         "MLAPI_DATABASE_URL": url,
@@ -37,7 +41,7 @@ def served(tmp_path):
         "MLAPI_TIER_LIMITS": "free=100000/minute;enterprise=100000/minute",
     }
     with GunicornServer(tmp_path / "gunicorn.log", env, workers=2, threads=4) as server:
-        yield SimpleNamespace(server=server, store=store, key=key, admin=admin)
+        yield SimpleNamespace(server=server, store=store, key=key, admin=admin, tenants=tenants)
 
 
 class SteadyLoad:
@@ -85,8 +89,8 @@ def reload_and_wait(served) -> dict:
     return requests.get(status_url, headers=admin, timeout=10).json()
 
 
-def predict_on_every_worker(served, version: str) -> set[int]:
-    """The statuses of 12 requests naming ``version``, each on a new connection (both workers serve some)."""
+def predict_on_every_worker(served, version: str, count: int = 12) -> set[int]:
+    """The statuses of ``count`` requests naming ``version``, each on a new connection (both workers serve some)."""
     return {
         requests.post(
             f"{served.server.url}/v1/predict",
@@ -94,7 +98,7 @@ def predict_on_every_worker(served, version: str) -> set[int]:
             headers={"X-API-Key": served.key, "Connection": "close"},
             timeout=30,
         ).status_code
-        for _ in range(12)
+        for _ in range(count)
     }
 
 
@@ -160,3 +164,56 @@ def test_a_sighup_while_the_workers_boot_is_a_reload_not_a_crash(tmp_path):
         assert server.process.poll() is None and requests.get(f"{server.url}/ready", timeout=10).status_code == 200
     finally:
         server.stop()
+
+
+def test_routing_batch_size_and_sunset_hold_on_every_worker(served):
+    manifest = served.store / "sentiment" / "1.0" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "serving": {"max_batch_size": 4}}))
+    shutil.copytree(served.store / "sentiment" / "1.0", served.store / "sentiment" / "0.9")
+    old = served.store / "sentiment" / "0.9" / "manifest.json"
+    old.write_text(json.dumps({**json.loads(old.read_text()), "deprecated": "2020-01-01", "sunset": "2020-06-01"}))
+    assert reload_and_wait(served)["state"] == "done"
+    assert predict_on_every_worker(served, "0.9") == {410}
+
+    # 16 requests at once naming 1.0, on both workers: no batch of 1.0 holds more than 4.
+    def batches() -> tuple[float, float]:
+        text = requests.get(f"{served.server.url}/metrics", timeout=10).text
+        labels = 'model="sentiment",model_version="1.0"'
+        found = [
+            re.search(rf"inference_batch_size_count\{{{labels}\}} (\S+)", text),
+            re.search(rf'inference_batch_size_bucket\{{le="4.0",{labels}\}} (\S+)', text),
+        ]
+        return tuple(float(m.group(1)) if m else 0.0 for m in found)
+
+    before = batches()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = set(pool.map(lambda _: predict_on_every_worker(served, "1.0", count=1).pop(), range(16)))
+    assert statuses == {200}
+    count, up_to_4 = batches()
+    assert count - before[0] >= 4 and up_to_4 - before[1] == count - before[0]
+
+    # 50/50 over 20 accounts: each keeps its version on both workers, and both versions serve.
+    admin = {"X-API-Key": served.admin}
+    body = {"weights": {"1.0": 50, "1.1": 50}}
+    assert requests.put(
+        f"{served.server.url}/v1/admin/models/sentiment/routing", json=body, headers=admin, timeout=10
+    ).ok
+
+    def versions_by_tenant() -> list[set[str]]:
+        return [
+            {
+                requests.post(
+                    f"{served.server.url}/v1/predict",
+                    json={"text": "Which version am I on?"},
+                    headers={"X-API-Key": key, "Connection": "close"},
+                    timeout=30,
+                ).json()["model_version"]
+                for _ in range(4)
+            }
+            for key in served.tenants
+        ]
+
+    # Every worker reads the routing within 2 s: until then a tenant may still see latest (1.1).
+    wait_until(lambda: all(len(v) == 1 for v in versions_by_tenant()), timeout_s=10, interval_s=0.5, what="routing")
+    seen = versions_by_tenant()
+    assert all(len(v) == 1 for v in seen) and set().union(*seen) == {"1.0", "1.1"}, seen
