@@ -84,6 +84,8 @@ class InferenceEngine:
         self.observer = observer or Observer()
         # Shared by every model's batcher: a request announces itself before it knows its model.
         self.arrivals = previous.arrivals if previous else Arrivals()
+        # Each version's batching, worked out once (every request's deadline is read from it).
+        self._batching = {model_id: self._batching_of(h.manifest) for model_id, h in registry.handlers.items()}
         self.batchers: dict[str, Batcher] = {}
         for model_id, handler in registry.handlers.items():
             if previous and previous.registry.handlers.get(model_id) is handler:
@@ -149,6 +151,10 @@ class InferenceEngine:
         return [self.describe(name) for name in self.registry.store.names()]
 
     def batching_for(self, manifest: Manifest) -> BatchingSettings:
+        """The batching this engine serves ``manifest``'s version with."""
+        return self._batching[manifest.id]
+
+    def _batching_of(self, manifest: Manifest) -> BatchingSettings:
         """The defaults, overridden by the manifest's ``serving`` section."""
         overrides = dict(manifest.serving)
         if "max_delay_ms" in overrides:
