@@ -54,6 +54,11 @@ class APIError(HTTPException):
         return list(self.extra_headers.items())
 
 
+def field_error(field: str, message: str) -> APIError:
+    """A 422 for one field that only the view can check, shaped like the validator's own."""
+    return APIError(422, message, error="validation_error", extra={"errors": {field: [message]}})
+
+
 def error_code(status_code: int) -> str:
     """``404`` -> ``not_found``: a stable, machine-readable name for a status."""
     phrase = HTTP_STATUS_CODES.get(status_code, "error")

@@ -39,10 +39,13 @@ NEAR_QUOTA_REFRESH_S = 60.0
 
 
 def monthly_limit(account) -> int | None:  # noqa: ANN001 (mlapi.web.auth.Account, which imports this module)
+    """The account's monthly limit (None: unlimited)."""
+    return effective_monthly_limit(account.monthly_quota, account.tier, current_app.config["MLAPI_SETTINGS"])
+
+
+def effective_monthly_limit(own_quota: int | None, tier: str, settings: Settings) -> int | None:
     """The account's own monthly quota if an administrator set one, else its tier's (None: unlimited)."""
-    if account.monthly_quota is not None:
-        return account.monthly_quota
-    return current_app.config["MLAPI_SETTINGS"].tier_monthly[account.tier]
+    return own_quota if own_quota is not None else settings.tier_monthly.get(tier)
 
 
 def reserve_monthly_items(items: int) -> None:
@@ -125,7 +128,7 @@ def accounts_near_quota(session: Session, settings: Settings) -> dict[str, int]:
     """How many accounts have used at least each threshold's share of their monthly quota this month."""
     counts = dict.fromkeys(NEAR_QUOTA_THRESHOLDS, 0)
     for _account_id, tier, own_quota, items in rollups.items_by_account_since(session, month_start(utcnow().date())):
-        limit = own_quota if own_quota is not None else settings.tier_monthly.get(tier)
+        limit = effective_monthly_limit(own_quota, tier, settings)
         if limit is None:
             continue
         for name, share in NEAR_QUOTA_THRESHOLDS.items():

@@ -11,8 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from datetime import time as clock_time
 
 from flask import Flask, Response, g
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +25,7 @@ from mlapi.serving.routing import pick_version
 from mlapi.serving.store import LATEST
 from mlapi.web.runtime import registry
 from mlapi.web.state import app_state, state_of
+from mlapi.web.versioning import deprecation_header, midnight_utc
 
 logger = logging.getLogger("mlapi.web.model_lifecycle")
 ROUTES_TTL_S = 2.0
@@ -79,10 +78,10 @@ def routed_version(name: str, version: str) -> str:
     of the model's routing (versions past their sunset never get one)."""
     if version != LATEST:
         return version
-    weights = app_state().routes.weights(name)
-    if not weights or name not in registry().store.manifests:
+    weights, store = app_state().routes.weights(name), registry().store
+    if not weights or name not in store.manifests:
         return LATEST
-    live = registry().store.live_versions(name, utcnow().date())
+    live = store.live_versions(name, utcnow().date())
     return pick_version(weights, g.account.id, name, live) or LATEST
 
 
@@ -98,14 +97,10 @@ def _deprecation_headers(response: Response) -> Response:
     # An API version's own deprecation headers (mlapi.web.versioning), if any, are kept. A sunset
     # is announced from the day it is set, deprecation or not (RFC 8594).
     if manifest.is_deprecated(utcnow().date()):
-        response.headers.setdefault("Deprecation", f"@{int(_midnight(manifest.deprecated).timestamp())}")
+        response.headers.setdefault("Deprecation", deprecation_header(midnight_utc(manifest.deprecated)))
     if manifest.sunset is not None:
-        response.headers.setdefault("Sunset", http_date(_midnight(manifest.sunset)))
+        response.headers.setdefault("Sunset", http_date(midnight_utc(manifest.sunset)))
     return response
-
-
-def _midnight(day) -> datetime:  # noqa: ANN001 (a date)
-    return datetime.combine(day, clock_time(0), tzinfo=UTC)
 
 
 def init_app(app: Flask) -> None:

@@ -149,7 +149,7 @@ class Retirement:
 
     @classmethod
     def of(cls, version: str, deprecation: VersionDeprecation, docs_url: str) -> Retirement:
-        return cls(version, _midnight_utc(deprecation.deprecated_on), _midnight_utc(deprecation.sunset_on), docs_url)
+        return cls(version, midnight_utc(deprecation.deprecated_on), midnight_utc(deprecation.sunset_on), docs_url)
 
     def headers(self) -> dict[str, str]:
         links = [f'<{self.docs_url}>; rel="deprecation"; type="text/html"']
@@ -157,7 +157,7 @@ class Retirement:
         if following:
             links.insert(0, f'</{following}>; rel="successor-version"')
         return {
-            "Deprecation": f"@{int(self.deprecated_at.timestamp())}",
+            "Deprecation": deprecation_header(self.deprecated_at),
             "Sunset": http_date(self.sunset_at),
             "Link": ", ".join(links),
         }
@@ -173,8 +173,13 @@ class Retirement:
         )
 
 
-def _midnight_utc(day: date) -> datetime:
+def midnight_utc(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def deprecation_header(at: datetime) -> str:
+    """The Deprecation header's value (RFC 9745): ``@`` and the Unix time."""
+    return f"@{int(at.timestamp())}"
 
 
 def _utc_now() -> datetime:

@@ -15,7 +15,7 @@ from mlapi.serving.manifest import Manifest
 from mlapi.serving.store import LATEST
 from mlapi.serving.types import PredictInput
 from mlapi.web.auth import requires_auth
-from mlapi.web.errors import APIError
+from mlapi.web.errors import field_error
 from mlapi.web.metering import meter
 from mlapi.web.model_lifecycle import note_served, routed_version
 from mlapi.web.openapi import Blueprint
@@ -305,7 +305,7 @@ def embeddings(args: dict) -> dict:
     expected = engine().registry.resolve(name, version).describe().get("dimensions")
     if args.get("dimensions") not in (None, expected):
         message = f"model {name!r} gives {expected} dimensions only"
-        raise APIError(422, message, error="validation_error", extra={"errors": {"dimensions": [message]}})
+        raise field_error("dimensions", message)
     outcome = engine().embed(name, version, args["input"])
     meter("embeddings", outcome)
     as_base64 = args["encoding_format"] == "base64"

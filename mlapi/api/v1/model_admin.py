@@ -10,7 +10,7 @@ from mlapi.accounts.tables import utcnow
 from mlapi.extensions import db
 from mlapi.serving.manifest import NAME_PATTERN
 from mlapi.web.auth import current_account, current_actor, requires_auth
-from mlapi.web.errors import APIError
+from mlapi.web.errors import APIError, field_error
 from mlapi.web.model_reload import request_reload
 from mlapi.web.openapi import Blueprint
 from mlapi.web.runtime import registry
@@ -96,11 +96,10 @@ def set_routing(body: dict, name: str) -> dict:
     unknown = sorted(set(weights) - set(store.versions(name)))
     if unknown:
         message = f"model {name!r} has no version {unknown[0]!r}; its versions: {', '.join(store.versions(name))}"
-        raise APIError(422, message, error="validation_error", extra={"errors": {"weights": [message]}})
+        raise field_error("weights", message)
     live = store.live_versions(name, utcnow().date())
     if not any(weight > 0 and version in live for version, weight in weights.items()):
-        message = "every version with a weight has reached its sunset"
-        raise APIError(422, message, error="validation_error", extra={"errors": {"weights": [message]}})
+        raise field_error("weights", "every version with a weight has reached its sunset")
     route = model_routes.set_route(db.session, name, weights, actor=current_actor())
     app_state().routes.forget()
     return {"model": name, "weights": route.weights, "updated_at": route.updated_at}
